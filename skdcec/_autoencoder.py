@@ -1,0 +1,125 @@
+"""The convolutional autoencoder of DCEC (Guo et al., 2017)."""
+
+import math
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+ACTIVATIONS = {"relu": nn.ReLU, "elu": nn.ELU, "leaky_relu": nn.LeakyReLU}
+
+
+class ConvAutoencoder(nn.Module):
+    """Stride-2 convolutional encoder, linear embedding and mirrored decoder.
+
+    The encoder is ``conv5x5/f0 -> conv5x5/f1 -> ... -> conv3x3/f_last``, every
+    convolution with stride 2 and the chosen activation, then a *linear* dense
+    layer to the embedding. The decoder mirrors it: dense (with activation)
+    back to the last feature map, transposed convolutions with stride 2 and a
+    linear output layer. There is no pooling, normalisation or dropout.
+
+    Any ``height x width`` works: the input is zero-padded at the bottom and
+    right to a multiple of ``2 ** len(filters)`` and the reconstruction is
+    cropped back, so the loss is taken on the real pixels only.
+
+    Parameters
+    ----------
+    image_shape : tuple of int
+        ``(height, width, channels)`` of the images.
+    filters : tuple of int, default=(32, 64, 128)
+        Output channels of the encoder's convolutions.
+    embedding_dim : int, default=10
+        Size of the embedding.
+    activation : {"relu", "elu", "leaky_relu"}, default="relu"
+        Non-linearity after every hidden layer.
+    """
+
+    def __init__(self, image_shape, filters=(32, 64, 128), embedding_dim=10, activation="relu"):
+        super().__init__()
+        height, width, channels = image_shape
+        self.image_shape = (int(height), int(width), int(channels))
+        stride = 2 ** len(filters)
+        self.padded_height = math.ceil(height / stride) * stride
+        self.padded_width = math.ceil(width / stride) * stride
+        self.feature_shape = (
+            filters[-1],
+            self.padded_height // stride,
+            self.padded_width // stride,
+        )
+        kernels = [5] * (len(filters) - 1) + [3]
+        act = ACTIVATIONS[activation]
+
+        encoder = []
+        in_channels = channels
+        for out_channels, kernel in zip(filters, kernels):
+            encoder += [nn.Conv2d(in_channels, out_channels, kernel, stride=2, padding=kernel // 2), act()]
+            in_channels = out_channels
+        encoder += [nn.Flatten(), nn.Linear(math.prod(self.feature_shape), embedding_dim)]
+        self.encoder = nn.Sequential(*encoder)
+
+        decoder = [
+            nn.Linear(embedding_dim, math.prod(self.feature_shape)),
+            act(),
+            nn.Unflatten(1, self.feature_shape),
+        ]
+        out_channels_list = list(reversed(filters[:-1])) + [channels]
+        in_channels = filters[-1]
+        for i, (out_channels, kernel) in enumerate(zip(out_channels_list, reversed(kernels))):
+            decoder.append(
+                nn.ConvTranspose2d(
+                    in_channels, out_channels, kernel, stride=2, padding=kernel // 2, output_padding=1
+                )
+            )
+            if i < len(filters) - 1:
+                decoder.append(act())
+            in_channels = out_channels
+        self.decoder = nn.Sequential(*decoder)
+
+    def encode(self, x):
+        """Embed a batch of images.
+
+        Parameters
+        ----------
+        x : torch.Tensor of shape (batch, channels, height, width)
+            Images at their real size.
+
+        Returns
+        -------
+        torch.Tensor of shape (batch, embedding_dim)
+        """
+        pad_bottom = self.padded_height - x.shape[2]
+        pad_right = self.padded_width - x.shape[3]
+        if pad_bottom or pad_right:
+            x = F.pad(x, (0, pad_right, 0, pad_bottom))
+        return self.encoder(x)
+
+    def decode(self, z):
+        """Decode embeddings to images at the real size.
+
+        Parameters
+        ----------
+        z : torch.Tensor of shape (batch, embedding_dim)
+            Embeddings.
+
+        Returns
+        -------
+        torch.Tensor of shape (batch, channels, height, width)
+        """
+        height, width, _ = self.image_shape
+        return self.decoder(z)[:, :, :height, :width]
+
+    def forward(self, x):
+        """Embed and reconstruct a batch.
+
+        Parameters
+        ----------
+        x : torch.Tensor of shape (batch, channels, height, width)
+            Images.
+
+        Returns
+        -------
+        embedding : torch.Tensor of shape (batch, embedding_dim)
+        reconstruction : torch.Tensor of shape (batch, channels, height, width)
+        """
+        z = self.encode(x)
+        return z, self.decode(z)

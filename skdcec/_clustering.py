@@ -1,0 +1,139 @@
+"""DEC's clustering layer: Student's t soft assignment and its sharpened target."""
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+
+def log_soft_assignment(z, centers, alpha=1.0):
+    """Logarithm of the Student's t soft assignment, computed stably.
+
+    ``log q_ij = -(alpha + 1) / 2 * log1p(||z_i - mu_j||^2 / alpha)`` minus its
+    log-sum-exp over ``j``: no ``log`` of a value that underflowed to zero.
+
+    Parameters
+    ----------
+    z : torch.Tensor of shape (n_samples, embedding_dim)
+        Embedded samples.
+    centers : torch.Tensor of shape (n_clusters, embedding_dim)
+        Cluster centres.
+    alpha : float, default=1.0
+        Degrees of freedom of the Student's t kernel.
+
+    Returns
+    -------
+    torch.Tensor of shape (n_samples, n_clusters)
+    """
+    # The explicit difference is exact, batch-independent and has a finite
+    # gradient at zero distance, unlike ``cdist``. Squares are taken in float64
+    # (where the device has it) so that huge float32 distances do not overflow.
+    wide = z.dtype if z.device.type == "mps" else torch.promote_types(z.dtype, torch.float64)
+    difference = z.to(wide).unsqueeze(1) - centers.to(wide).unsqueeze(0)
+    logits = -(alpha + 1.0) / 2.0 * torch.log1p(difference.square().sum(dim=2) / alpha)
+    return (logits - torch.logsumexp(logits, dim=1, keepdim=True)).to(z.dtype)
+
+
+def soft_assignment(z, centers, alpha=1.0):
+    """Student's t soft assignment ``q`` of samples to centres (DEC, eq. 1).
+
+    ``q_ij = (1 + ||z_i - mu_j||^2 / alpha)^(-(alpha + 1) / 2)``, normalised so
+    that every row sums to one.
+
+    Parameters
+    ----------
+    z : torch.Tensor of shape (n_samples, embedding_dim)
+        Embedded samples.
+    centers : torch.Tensor of shape (n_clusters, embedding_dim)
+        Cluster centres.
+    alpha : float, default=1.0
+        Degrees of freedom of the Student's t kernel.
+
+    Returns
+    -------
+    torch.Tensor of shape (n_samples, n_clusters)
+
+    Examples
+    --------
+    >>> import torch
+    >>> q = soft_assignment(torch.zeros(1, 2), torch.tensor([[0.0, 0.0], [1.0, 0.0]]))
+    >>> q
+    tensor([[0.6667, 0.3333]])
+    """
+    return log_soft_assignment(z, centers, alpha).exp()
+
+
+def target_distribution(q):
+    """DEC's auxiliary target ``p``: ``q`` squared and divided by cluster frequency.
+
+    ``p_ij = (q_ij^2 / f_j) / sum_j' (q_ij'^2 / f_j')`` with ``f_j = sum_i q_ij``.
+    Squaring sharpens confident assignments; dividing by ``f_j`` keeps large
+    clusters from swallowing the others.
+
+    Parameters
+    ----------
+    q : torch.Tensor of shape (n_samples, n_clusters)
+        Soft assignments of **all** samples.
+
+    Returns
+    -------
+    torch.Tensor of shape (n_samples, n_clusters)
+        Rows sum to one.
+
+    Examples
+    --------
+    >>> import torch
+    >>> target_distribution(torch.tensor([[0.5, 0.5], [0.9, 0.1]]))
+    tensor([[0.3571, 0.6429],
+            [0.9239, 0.0761]])
+    """
+    weight = q.square() / q.sum(dim=0)
+    return weight / weight.sum(dim=1, keepdim=True)
+
+
+def clustering_loss(log_q, p):
+    """``KL(P || Q)`` summed over clusters and averaged over the batch.
+
+    Parameters
+    ----------
+    log_q : torch.Tensor of shape (batch, n_clusters)
+        Logarithm of the soft assignment.
+    p : torch.Tensor of shape (batch, n_clusters)
+        Target distribution for the same samples.
+
+    Returns
+    -------
+    torch.Tensor
+        Scalar loss.
+    """
+    return F.kl_div(log_q, p, reduction="batchmean")
+
+
+class ClusteringLayer(nn.Module):
+    """Trainable cluster centres that map embeddings to ``log q``.
+
+    Parameters
+    ----------
+    centers : torch.Tensor of shape (n_clusters, embedding_dim)
+        Initial centres, usually from k-means on the pretrained embeddings.
+    alpha : float, default=1.0
+        Degrees of freedom of the Student's t kernel.
+    """
+
+    def __init__(self, centers, alpha=1.0):
+        super().__init__()
+        self.centers = nn.Parameter(centers.detach().clone())
+        self.alpha = alpha
+
+    def forward(self, z):
+        """Log soft assignment of embeddings ``z`` to the centres.
+
+        Parameters
+        ----------
+        z : torch.Tensor of shape (batch, embedding_dim)
+            Embeddings.
+
+        Returns
+        -------
+        torch.Tensor of shape (batch, n_clusters)
+        """
+        return log_soft_assignment(z, self.centers, self.alpha)

@@ -1,0 +1,144 @@
+"""Image collections as batches of float tensors, converted one batch at a time."""
+
+import numpy as np
+import torch
+
+# Rows read per chunk when statistics are gathered from a collection.
+STATISTICS_CHUNK_SIZE = 4096
+
+
+def channel_statistics(X, n_channels):
+    """Per-channel mean and standard deviation of a flat image collection.
+
+    The collection is read in chunks, accumulated in float64, so a large
+    memory-mapped collection is never converted whole.
+
+    Parameters
+    ----------
+    X : numpy.ndarray of shape (n_samples, height * width * n_channels)
+        Flattened channels-last images.
+    n_channels : int
+        Number of channels.
+
+    Returns
+    -------
+    mean : numpy.ndarray of shape (n_channels,)
+    std : numpy.ndarray of shape (n_channels,)
+        A channel without spread gets a standard deviation of 1.
+    """
+    total = np.zeros(n_channels)
+    total_sq = np.zeros(n_channels)
+    count = 0
+    for start in range(0, X.shape[0], STATISTICS_CHUNK_SIZE):
+        chunk = np.asarray(X[start : start + STATISTICS_CHUNK_SIZE], dtype=np.float64)
+        chunk = chunk.reshape(-1, n_channels)
+        # Centre each chunk on the first chunk's mean so that the sum of
+        # squares does not lose precision on data with a large offset.
+        if count == 0:
+            shift = chunk.mean(axis=0)
+        chunk = chunk - shift
+        total += chunk.sum(axis=0)
+        total_sq += np.square(chunk).sum(axis=0)
+        count += chunk.shape[0]
+    mean = total / count
+    variance = np.maximum(total_sq / count - np.square(mean), 0.0)
+    std = np.sqrt(variance)
+    # A spread below float64 resolution of the values is no spread at all.
+    std[std <= 1e-12 * np.maximum(np.abs(mean + shift), 1.0)] = 1.0
+    return mean + shift, std
+
+
+class ImageBatches:
+    """A flat NumPy image collection served as NCHW float32 tensors.
+
+    ``uint8`` images are mapped to ``[0, 1]``; any other dtype is standardised
+    per channel with ``mean`` and ``std``. Conversion happens one batch at a
+    time, so a ``uint8`` collection (or a memory map) is never copied whole to
+    float. On a CUDA device a collection that fits is moved there once, in its
+    compact dtype, and batches are cut from it without host copies.
+
+    Parameters
+    ----------
+    X : numpy.ndarray of shape (n_samples, height * width * channels)
+        Flattened channels-last images.
+    image_shape : tuple of int
+        ``(height, width, channels)``.
+    mean, std : numpy.ndarray of shape (channels,) or None
+        Standardisation for non-``uint8`` data; ignored for ``uint8``.
+    device : torch.device
+        Where batches are delivered.
+    """
+
+    def __init__(self, X, image_shape, mean, std, device):
+        self.X = X
+        self.image_shape = tuple(image_shape)
+        self.device = device
+        self.n_samples = X.shape[0]
+        if X.dtype == np.uint8:
+            self._offset, self._scale = 0.0, 1.0 / 255.0
+        else:
+            self._offset = torch.as_tensor(mean, dtype=torch.float32, device=device)
+            self._scale = torch.as_tensor(1.0 / std, dtype=torch.float32, device=device)
+        self._resident = self._make_resident()
+
+    def _make_resident(self):
+        if self.device.type != "cuda":
+            return None
+        free_bytes, _ = torch.cuda.mem_get_info(self.device)
+        # Leave most of the memory to activations and the optimiser.
+        if self.X.nbytes > free_bytes // 4:
+            return None
+        compact = self.X if self.X.dtype == np.uint8 else self.X.astype(np.float32)
+        return torch.from_numpy(np.array(compact, copy=True)).to(self.device)
+
+    def __len__(self):
+        return self.n_samples
+
+    def _normalise(self, raw):
+        height, width, channels = self.image_shape
+        images = raw.reshape(-1, height, width, channels).permute(0, 3, 1, 2)
+        images = images.to(torch.float32)
+        if isinstance(self._offset, float):
+            return images.mul_(self._scale)
+        return (images - self._offset.view(1, -1, 1, 1)) * self._scale.view(1, -1, 1, 1)
+
+    def take(self, indices):
+        """Images at ``indices`` as a float tensor on the device.
+
+        Parameters
+        ----------
+        indices : torch.Tensor or numpy.ndarray of int
+            Sample positions; sorted ones read a memory map sequentially.
+
+        Returns
+        -------
+        torch.Tensor of shape (len(indices), channels, height, width)
+        """
+        if self._resident is not None:
+            index = torch.as_tensor(indices, device=self.device)
+            return self._normalise(self._resident.index_select(0, index))
+        rows = np.take(self.X, np.asarray(indices), axis=0)
+        return self._normalise(self._host_to_device(rows))
+
+    def slice(self, start, stop):
+        """Images ``start:stop`` as a float tensor on the device.
+
+        Parameters
+        ----------
+        start, stop : int
+            Range of sample positions.
+
+        Returns
+        -------
+        torch.Tensor of shape (stop - start, channels, height, width)
+        """
+        if self._resident is not None:
+            return self._normalise(self._resident[start:stop])
+        rows = np.array(self.X[start:stop], copy=True)
+        return self._normalise(self._host_to_device(rows))
+
+    def _host_to_device(self, rows):
+        tensor = torch.from_numpy(rows)
+        if self.device.type == "cuda":
+            return tensor.pin_memory().to(self.device, non_blocking=True)
+        return tensor.to(self.device)

@@ -1,0 +1,668 @@
+"""The scikit-learn estimator: validates, plans shapes and delegates to the torch core."""
+
+import math
+import sys
+import warnings
+from numbers import Integral, Real
+
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixin, _fit_context
+from sklearn.cluster import KMeans
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.metrics import silhouette_score
+from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
+from sklearn.utils.validation import check_array, check_is_fitted, check_memory, validate_data
+
+from skdcec._autoencoder import ACTIVATIONS, ConvAutoencoder
+from skdcec._clustering import ClusteringLayer, log_soft_assignment
+from skdcec._data import ImageBatches, channel_statistics
+from skdcec._device import autocast_dtype, make_generator, resolve_device, seeded_global_rng
+from skdcec._training import embed, pretrain, train_clustering
+
+# Inference batches hold about this many padded pixels, so that the largest
+# activation stays a few hundred MB whatever the image size.
+INFERENCE_PIXELS_PER_BATCH = 2**23
+MAX_INFERENCE_BATCH_SIZE = 8192
+# Silhouette is quadratic in the number of samples: score on a subsample above this.
+SILHOUETTE_SAMPLE_SIZE = 10_000
+
+
+def _pretrained_autoencoder_state(
+    X,
+    image_shape,
+    mean,
+    std,
+    filters,
+    embedding_dim,
+    activation,
+    epochs,
+    batch_size,
+    learning_rate,
+    precision,
+    seed,
+    device,
+    callback=None,
+):
+    """Pretrain a fresh autoencoder; return its CPU state dict and history.
+
+    A module-level function of plain arguments, so that ``joblib.Memory`` can
+    cache it: the result depends on the data and the pretraining parameters,
+    not on ``n_clusters``. ``callback`` is left out of the cache key.
+    """
+    device = torch.device(device)
+    with seeded_global_rng(seed, device):
+        autoencoder = ConvAutoencoder(image_shape, filters, embedding_dim, activation).to(device)
+    data = ImageBatches(X, image_shape, mean, std, device)
+    history = pretrain(
+        autoencoder,
+        data,
+        epochs=epochs,
+        batch_size=batch_size,
+        learning_rate=learning_rate,
+        generator=make_generator(seed, torch.device("cpu")),
+        precision=autocast_dtype(precision, device),
+        callback=callback,
+    )
+    state = {name: tensor.detach().cpu() for name, tensor in autoencoder.state_dict().items()}
+    return state, history
+
+
+class DeepConvEmbeddingClustering(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, BaseEstimator):
+    """Deep convolutional embedding clustering (DCEC) of images.
+
+    A convolutional autoencoder is pretrained to reconstruct the images; its
+    embeddings are clustered with k-means; then encoder, decoder and cluster
+    centres are trained jointly on the reconstruction loss plus ``gamma``
+    times ``KL(P || Q)``, where ``Q`` is a Student's t soft assignment of the
+    embeddings to the centres and ``P`` its sharpened target (Guo et al.,
+    2017; applied to paintings by Castellano & Vessio, 2020).
+
+    Parameters
+    ----------
+    n_clusters : int, default=8
+        Number of clusters.
+    image_shape : tuple of int, default=None
+        ``(height, width)`` or ``(height, width, channels)`` of the images
+        when ``X`` is 2-D (one flattened channels-last image per row).
+        ``None`` means square grayscale images when ``n_features`` is a perfect
+        square, else a ``1 x n_features`` strip, so any tabular ``X`` works.
+        Ignored shapes are an error: 3-D and 4-D ``X`` carry their own shape.
+    filters : tuple of int, default=(32, 64, 128)
+        Output channels of the encoder's stride-2 convolutions (5x5 kernels,
+        the last 3x3); the decoder mirrors them.
+    embedding_dim : int, default=10
+        Size of the embedding that is clustered.
+    activation : {"relu", "elu", "leaky_relu"}, default="relu"
+        Non-linearity of the hidden layers. The embedding and the
+        reconstruction are linear.
+    gamma : float, default=0.1
+        Weight of the clustering loss against the reconstruction loss.
+    alpha : float, default=1.0
+        Degrees of freedom of the Student's t soft assignment.
+    pretrain_epochs : int, default=200
+        Epochs of autoencoder pretraining.
+    max_iter : int, default=20000
+        Most mini-batches of joint training.
+    update_interval : int, default=140
+        Mini-batches between recomputations of the target distribution on
+        all samples.
+    tol : float, default=1e-3
+        Joint training stops when fewer than this fraction of labels changed
+        between two target updates.
+    batch_size : int, default=256
+        Images per mini-batch.
+    learning_rate : float, default=1e-3
+        Adam's step size, in both phases.
+    n_init : int, default=20
+        Runs of k-means that initialise the centres.
+    device : str or torch.device, default="auto"
+        ``"auto"`` (CUDA, then MPS, then CPU), ``"cpu"``, ``"cuda"``,
+        ``"cuda:1"``, ``"mps"`` or a :class:`torch.device`.
+    precision : {"auto", "float32", "bfloat16"}, default="auto"
+        Arithmetic of training and inference: ``"auto"`` is bfloat16 autocast
+        on CUDA devices that support it and float32 elsewhere.
+    memory : str or object with the joblib.Memory interface, default=None
+        Where to cache the pretrained autoencoder. It depends on the data and
+        the pretraining parameters but not on ``n_clusters``, so a search
+        over ``n_clusters`` with a fixed ``random_state`` pretrains once per
+        data set.
+    random_state : int, RandomState instance or None, default=None
+        Seeds weight initialisation, shuffling and k-means. An int makes
+        results reproducible on the same device. Global random states are
+        never touched.
+    verbose : int, default=0
+        0 is silent; 1 reports progress on standard error.
+
+    Attributes
+    ----------
+    labels_ : ndarray of shape (n_samples,)
+        Cluster of every training sample under the final weights.
+    cluster_centers_ : ndarray of shape (n_clusters, embedding_dim)
+        Cluster centres in the embedding space.
+    autoencoder_ : torch.nn.Module
+        The trained convolutional autoencoder.
+    history_ : dict
+        ``"pretrain"``: one record per epoch (``epoch``,
+        ``reconstruction_loss``); ``"clustering"``: one record per target
+        update (``iteration``, ``reconstruction_loss``, ``clustering_loss``,
+        ``label_change_fraction``, ``cluster_sizes``).
+    n_iter_ : int
+        Mini-batches of joint training run.
+    image_shape_ : tuple of int
+        ``(height, width, channels)`` of the training images.
+    input_mean_ : ndarray of shape (channels,)
+        Per-channel mean used to standardise non-``uint8`` input
+        (0 for ``uint8``, which is mapped to ``[0, 1]``).
+    input_scale_ : ndarray of shape (channels,)
+        Per-channel standard deviation used to standardise non-``uint8``
+        input (255 for ``uint8``).
+    device_ : torch.device
+        Device the model was trained on.
+    n_features_in_ : int
+        Number of features (pixels times channels) seen during fit.
+    feature_names_in_ : ndarray of shape (n_features_in_,)
+        Names of features seen during fit, when ``X`` has string column names.
+
+    See Also
+    --------
+    sklearn.cluster.KMeans : k-means on the raw features.
+
+    Notes
+    -----
+    ``score`` and any silhouette or Calinski-Harabasz index measured in the
+    learned embedding are inflated: the clustering loss compacts the very
+    space they are measured in. Compare methods in a shared space too.
+
+    References
+    ----------
+    X. Guo, X. Liu, E. Zhu, J. Yin. Deep Clustering with Convolutional
+    Autoencoders. ICONIP 2017.
+
+    G. Castellano, G. Vessio. Deep Convolutional Embedding for Digitized
+    Painting Clustering. ICPR 2020.
+
+    Examples
+    --------
+    >>> from sklearn.datasets import load_digits
+    >>> from skdcec import DeepConvEmbeddingClustering
+    >>> X = load_digits().data[:200]
+    >>> dcec = DeepConvEmbeddingClustering(
+    ...     n_clusters=10, pretrain_epochs=5, max_iter=20, random_state=0)
+    >>> dcec.fit(X).labels_.shape
+    (200,)
+    >>> dcec.transform(X).shape
+    (200, 10)
+    """
+
+    _parameter_constraints: dict = {
+        "n_clusters": [Interval(Integral, 1, None, closed="left")],
+        "image_shape": [None, tuple, list],
+        "filters": [tuple, list],
+        "embedding_dim": [Interval(Integral, 1, None, closed="left")],
+        "activation": [StrOptions(set(ACTIVATIONS))],
+        "gamma": [Interval(Real, 0, None, closed="left")],
+        "alpha": [Interval(Real, 0, None, closed="neither")],
+        "pretrain_epochs": [Interval(Integral, 0, None, closed="left")],
+        "max_iter": [Interval(Integral, 0, None, closed="left")],
+        "update_interval": [Interval(Integral, 1, None, closed="left")],
+        "tol": [Interval(Real, 0, None, closed="left")],
+        "batch_size": [Interval(Integral, 1, None, closed="left")],
+        "learning_rate": [Interval(Real, 0, None, closed="neither")],
+        "n_init": [Interval(Integral, 1, None, closed="left")],
+        "device": [str, torch.device],
+        "precision": [StrOptions({"auto", "float32", "bfloat16"})],
+        "memory": [None, str, HasMethods(["cache"])],
+        "random_state": ["random_state"],
+        "verbose": ["verbose"],
+    }
+
+    def __init__(
+        self,
+        n_clusters=8,
+        *,
+        image_shape=None,
+        filters=(32, 64, 128),
+        embedding_dim=10,
+        activation="relu",
+        gamma=0.1,
+        alpha=1.0,
+        pretrain_epochs=200,
+        max_iter=20000,
+        update_interval=140,
+        tol=1e-3,
+        batch_size=256,
+        learning_rate=1e-3,
+        n_init=20,
+        device="auto",
+        precision="auto",
+        memory=None,
+        random_state=None,
+        verbose=0,
+    ):
+        self.n_clusters = n_clusters
+        self.image_shape = image_shape
+        self.filters = filters
+        self.embedding_dim = embedding_dim
+        self.activation = activation
+        self.gamma = gamma
+        self.alpha = alpha
+        self.pretrain_epochs = pretrain_epochs
+        self.max_iter = max_iter
+        self.update_interval = update_interval
+        self.tol = tol
+        self.batch_size = batch_size
+        self.learning_rate = learning_rate
+        self.n_init = n_init
+        self.device = device
+        self.precision = precision
+        self.memory = memory
+        self.random_state = random_state
+        self.verbose = verbose
+
+    # ------------------------------------------------------------------ fit
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y=None):
+        """Pretrain the autoencoder, initialise centres, train jointly.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features), (n_samples, height, width) \
+                or (n_samples, height, width, channels)
+            Images: flattened channels-last rows, grayscale images or
+            channels-last colour images. ``uint8`` is mapped to ``[0, 1]``;
+            other dtypes are standardised per channel. Memory maps are read
+            batch by batch.
+        y : Ignored
+            Not used, present for API consistency.
+
+        Returns
+        -------
+        self : DeepConvEmbeddingClustering
+            The fitted estimator.
+        """
+        X, image_shape, input_ndim = self._validate_images(X, reset=True)
+        n_samples = X.shape[0]
+        if n_samples < self.n_clusters:
+            raise ValueError(
+                f"n_samples={n_samples} should be >= n_clusters={self.n_clusters}. "
+                "Pass more images or lower n_clusters."
+            )
+        filters = self._check_filters()
+        device = resolve_device(self.device)
+        precision = autocast_dtype(self.precision, device)
+        pretrain_seed, kmeans_seed, clustering_seed = self._draw_seeds()
+
+        n_channels = image_shape[2]
+        if X.dtype == np.uint8:
+            mean, std = np.zeros(n_channels), np.full(n_channels, 255.0)
+        else:
+            mean, std = channel_statistics(X, n_channels)
+        data = ImageBatches(X, image_shape, mean, std, device)
+
+        pretrained = check_memory(self.memory).cache(_pretrained_autoencoder_state, ignore=["callback"])
+        state, pretrain_history = pretrained(
+            X,
+            image_shape,
+            mean,
+            std,
+            tuple(filters),
+            self.embedding_dim,
+            self.activation,
+            self.pretrain_epochs,
+            self.batch_size,
+            self.learning_rate,
+            self.precision,
+            pretrain_seed,
+            str(device),
+            callback=self._report if self.verbose else None,
+        )
+        autoencoder = ConvAutoencoder(image_shape, filters, self.embedding_dim, self.activation)
+        autoencoder.load_state_dict(state)
+        autoencoder.to(device)
+
+        inference_batch_size = self._inference_batch_size(autoencoder)
+        embeddings = embed(autoencoder, data, batch_size=inference_batch_size, precision=precision)
+        kmeans = KMeans(self.n_clusters, n_init=self.n_init, random_state=kmeans_seed)
+        kmeans.fit(embeddings.cpu().numpy().astype(np.float64))
+        clustering_layer = ClusteringLayer(
+            torch.as_tensor(kmeans.cluster_centers_, dtype=torch.float32), self.alpha
+        ).to(device)
+
+        result = train_clustering(
+            autoencoder,
+            clustering_layer,
+            data,
+            gamma=self.gamma,
+            max_iter=self.max_iter,
+            update_interval=self.update_interval,
+            tol=self.tol,
+            batch_size=self.batch_size,
+            learning_rate=self.learning_rate,
+            generator=make_generator(clustering_seed, torch.device("cpu")),
+            inference_batch_size=inference_batch_size,
+            precision=precision,
+            callback=self._report if self.verbose else None,
+        )
+        labels = result.labels.cpu().numpy().astype(np.intp)
+        self._warn_about_convergence(result, labels)
+
+        # Set everything at the end: an interrupted fit leaves a previously
+        # fitted estimator as it was and an unfitted one unfitted.
+        autoencoder.eval()
+        self.autoencoder_ = autoencoder
+        self.cluster_centers_ = clustering_layer.centers.detach().cpu().numpy().astype(np.float64)
+        self.labels_ = labels
+        self.history_ = {"pretrain": pretrain_history, "clustering": result.history}
+        self.n_iter_ = result.n_iter
+        self.image_shape_ = image_shape
+        self.input_mean_ = mean
+        self.input_scale_ = std
+        self.device_ = device
+        self._input_ndim = input_ndim
+        self._input_dtype = X.dtype
+        return self
+
+    def _warn_about_convergence(self, result, labels):
+        sizes = np.bincount(labels, minlength=self.n_clusters)
+        if result.collapsed:
+            collapsed_sizes = result.history[-1]["cluster_sizes"]
+            warnings.warn(
+                f"Clusters emptied out during joint training (sizes {collapsed_sizes}); "
+                f"training stopped at iteration {result.n_iter} and kept the last "
+                f"solution before the collapse (sizes {sizes.tolist()}). Try a smaller "
+                "learning_rate or gamma, longer pretraining, or fewer clusters.",
+                ConvergenceWarning,
+            )
+        elif not result.converged:
+            warnings.warn(
+                f"Joint training reached max_iter={self.max_iter} before fewer than "
+                f"tol={self.tol} of the labels changed between updates. Increase "
+                "max_iter or tol.",
+                ConvergenceWarning,
+            )
+        if (sizes == 0).any() and not result.collapsed:
+            warnings.warn(
+                f"{int((sizes == 0).sum())} of {self.n_clusters} clusters are empty "
+                f"(sizes {sizes.tolist()}). Lower n_clusters or check for duplicate "
+                "images.",
+                ConvergenceWarning,
+            )
+
+    def _draw_seeds(self):
+        if self.random_state is None:
+            # Fresh entropy without touching NumPy's global generator.
+            rng = np.random.default_rng()
+            return rng.integers(np.iinfo(np.int32).max, size=3).tolist()
+        rng = check_random_state(self.random_state)
+        return rng.randint(np.iinfo(np.int32).max, size=3).tolist()
+
+    def _check_filters(self):
+        filters = list(self.filters)
+        if not filters or not all(isinstance(f, Integral) and f > 0 for f in filters):
+            raise ValueError(
+                f"filters={self.filters!r} must be a non-empty tuple of positive ints, "
+                "e.g. (32, 64, 128)."
+            )
+        return filters
+
+    def _report(self, stage, record):
+        if stage == "pretrain":
+            message = (
+                f"[DCEC] pretrain epoch {record['epoch']}/{self.pretrain_epochs}: "
+                f"reconstruction loss {record['reconstruction_loss']:.5f}"
+            )
+        else:
+            change = record["label_change_fraction"]
+            message = (
+                f"[DCEC] iteration {record['iteration']}: label change "
+                f"{'-' if change is None else f'{change:.4f}'}, sizes {record['cluster_sizes']}"
+            )
+        sys.stderr.write(message + "\n")
+
+    # ----------------------------------------------------------- validation
+
+    def _validate_images(self, X, *, reset):
+        """Validate ``X`` and return it 2-D, with its image shape and ndim."""
+        ndim = getattr(X, "ndim", None)
+        nd_shape = None
+        if ndim in (3, 4):
+            nd_shape = tuple(X.shape[1:]) if ndim == 4 else (*X.shape[1:], 1)
+            X = np.reshape(X, (X.shape[0], -1))
+        elif ndim is not None and ndim > 4:
+            raise ValueError(
+                f"X has {ndim} dimensions; pass (n_samples, n_features), "
+                "(n_samples, height, width) or (n_samples, height, width, channels)."
+            )
+        X = validate_data(
+            self,
+            X,
+            reset=reset,
+            dtype=[np.float64, np.float32, np.uint8],
+            ensure_min_samples=1,
+        )
+        if not reset:
+            if nd_shape is not None and nd_shape != self.image_shape_:
+                raise ValueError(
+                    f"X holds images of shape {nd_shape} but the model was fitted on "
+                    f"{self.image_shape_}; resize the images to the training shape."
+                )
+            return X, self.image_shape_, ndim or 2
+        if nd_shape is not None:
+            if self.image_shape is not None and tuple(self._complete(self.image_shape)) != nd_shape:
+                raise ValueError(
+                    f"image_shape={self.image_shape!r} does not match the shape of the "
+                    f"images in X, {nd_shape}; leave image_shape=None for 3-D or 4-D X."
+                )
+            return X, nd_shape, ndim
+        return X, self._plan_image_shape(X.shape[1]), 2
+
+    @staticmethod
+    def _complete(image_shape):
+        return (*image_shape, 1) if len(image_shape) == 2 else tuple(image_shape)
+
+    def _plan_image_shape(self, n_features):
+        if self.image_shape is None:
+            side = math.isqrt(n_features)
+            return (side, side, 1) if side * side == n_features else (1, n_features, 1)
+        shape = tuple(self.image_shape)
+        if len(shape) not in (2, 3) or not all(isinstance(s, Integral) and s > 0 for s in shape):
+            raise ValueError(
+                f"image_shape={self.image_shape!r} must be (height, width) or "
+                "(height, width, channels) of positive ints."
+            )
+        shape = self._complete(shape)
+        if math.prod(shape) != n_features:
+            raise ValueError(
+                f"image_shape={self.image_shape!r} holds {math.prod(shape)} values but X "
+                f"has n_features={n_features}; pass the shape of one image, whose "
+                "height * width * channels equals n_features."
+            )
+        return shape
+
+    # ------------------------------------------------------------ inference
+
+    def _inference_batch_size(self, autoencoder):
+        pixels = autoencoder.padded_height * autoencoder.padded_width
+        return int(min(MAX_INFERENCE_BATCH_SIZE, max(self.batch_size, INFERENCE_PIXELS_PER_BATCH // pixels)))
+
+    def _inference_device(self):
+        return next(self.autoencoder_.parameters()).device
+
+    def _embed(self, X):
+        """Embeddings of validated 2-D ``X`` as a float32 tensor."""
+        device = self._inference_device()
+        data = ImageBatches(X, self.image_shape_, self.input_mean_, self.input_scale_, device)
+        return embed(
+            self.autoencoder_,
+            data,
+            batch_size=self._inference_batch_size(self.autoencoder_),
+            precision=autocast_dtype(self.precision, device),
+        )
+
+    def _log_proba(self, X):
+        z = self._embed(X)
+        centers = torch.as_tensor(self.cluster_centers_, dtype=torch.float32, device=z.device)
+        return log_soft_assignment(z, centers, self.alpha)
+
+    def predict(self, X):
+        """Cluster of each image: the most probable centre under ``q``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features), (n_samples, height, width) \
+                or (n_samples, height, width, channels)
+            Images laid out as in ``fit``.
+
+        Returns
+        -------
+        labels : ndarray of shape (n_samples,)
+            Cluster index of each image.
+        """
+        check_is_fitted(self)
+        X, _, _ = self._validate_images(X, reset=False)
+        return self._log_proba(X).argmax(dim=1).cpu().numpy().astype(np.intp)
+
+    def predict_proba(self, X):
+        """Student's t soft assignment ``q`` of each image to each cluster.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features), (n_samples, height, width) \
+                or (n_samples, height, width, channels)
+            Images laid out as in ``fit``.
+
+        Returns
+        -------
+        proba : ndarray of shape (n_samples, n_clusters)
+            Rows are non-negative and sum to one.
+        """
+        check_is_fitted(self)
+        X, _, _ = self._validate_images(X, reset=False)
+        proba = self._log_proba(X).double().exp().cpu().numpy()
+        return proba / proba.sum(axis=1, keepdims=True)
+
+    def transform(self, X):
+        """Embed images in the learned space.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features), (n_samples, height, width) \
+                or (n_samples, height, width, channels)
+            Images laid out as in ``fit``.
+
+        Returns
+        -------
+        X_new : ndarray of shape (n_samples, embedding_dim)
+            Embeddings; float32 for float32 input, float64 otherwise.
+        """
+        check_is_fitted(self)
+        X, _, _ = self._validate_images(X, reset=False)
+        dtype = np.float32 if X.dtype == np.float32 else np.float64
+        return self._embed(X).cpu().numpy().astype(dtype)
+
+    def inverse_transform(self, X):
+        """Decode embeddings to images, e.g. ``cluster_centers_`` to prototypes.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, embedding_dim)
+            Points in the embedding space.
+
+        Returns
+        -------
+        images : ndarray
+            Decoded images in the layout and scale of the training input:
+            2-D rows, ``(n, height, width)`` or ``(n, height, width, channels)``;
+            ``uint8`` when the training images were ``uint8``.
+        """
+        check_is_fitted(self)
+        Z = check_array(X, dtype=[np.float64, np.float32])
+        if Z.shape[1] != self.embedding_dim:
+            raise ValueError(
+                f"X has {Z.shape[1]} features but the embedding has "
+                f"embedding_dim={self.embedding_dim}; pass embeddings from transform."
+            )
+        device = self._inference_device()
+        with torch.inference_mode():
+            decoded = self.autoencoder_.decode(torch.as_tensor(Z, dtype=torch.float32, device=device))
+        images = decoded.permute(0, 2, 3, 1).double().cpu().numpy()
+        images = images * self.input_scale_ + self.input_mean_
+        if self._input_dtype == np.uint8:
+            images = np.clip(np.rint(images), 0, 255).astype(np.uint8)
+        if self._input_ndim == 2:
+            return images.reshape(len(Z), -1)
+        if self._input_ndim == 3:
+            return images[..., 0]
+        return images
+
+    def score(self, X, y=None):
+        """Mean silhouette of the predicted clusters in the embedding space.
+
+        Higher is better and bounded in ``[-1, 1]``, so it serves
+        ``GridSearchCV`` over ``n_clusters``. It is 0 when fewer than two
+        clusters, or as many clusters as samples, are predicted (silhouette is
+        undefined there). Above 10,000 samples a fixed random subsample is
+        scored. The clustering loss compacts the embedding, so the value is
+        inflated compared with a score in a space shared with other methods.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features), (n_samples, height, width) \
+                or (n_samples, height, width, channels)
+            Images laid out as in ``fit``.
+        y : Ignored
+            Not used, present for API consistency.
+
+        Returns
+        -------
+        score : float
+            Mean silhouette coefficient.
+        """
+        check_is_fitted(self)
+        X, _, _ = self._validate_images(X, reset=False)
+        log_q = self._log_proba(X)
+        labels = log_q.argmax(dim=1).cpu().numpy()
+        n_labels = len(np.unique(labels))
+        if n_labels < 2 or n_labels >= len(labels):
+            return 0.0
+        embeddings = self._embed(X).cpu().numpy().astype(np.float64)
+        sample_size = SILHOUETTE_SAMPLE_SIZE if len(labels) > SILHOUETTE_SAMPLE_SIZE else None
+        return float(silhouette_score(embeddings, labels, sample_size=sample_size, random_state=0))
+
+    @property
+    def _n_features_out(self):
+        return self.embedding_dim
+
+    # ------------------------------------------------------------ pickling
+
+    def __getstate__(self):
+        state = super().__getstate__()
+        if "autoencoder_" in state:
+            # Plain CPU tensors: a model fitted on a GPU unpickles anywhere.
+            state["autoencoder_"] = {
+                name: tensor.detach().cpu() for name, tensor in self.autoencoder_.state_dict().items()
+            }
+        return state
+
+    def __setstate__(self, state):
+        weights = state.get("autoencoder_")
+        super().__setstate__(state)
+        if isinstance(weights, dict):
+            autoencoder = ConvAutoencoder(self.image_shape_, list(self.filters), self.embedding_dim, self.activation)
+            autoencoder.load_state_dict(weights)
+            autoencoder.eval()
+            device = self.device_
+            if device.type != "cpu":
+                try:
+                    resolve_device(device)
+                except ValueError:
+                    device = torch.device("cpu")
+            self.autoencoder_ = autoencoder.to(device)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.transformer_tags.preserves_dtype = ["float64", "float32"]
+        return tags

@@ -1,0 +1,294 @@
+"""DCEC's two training phases: autoencoder pretraining, then joint clustering."""
+
+import copy
+from dataclasses import dataclass, field
+
+import torch
+from torch.nn import functional as F
+
+from skdcec._clustering import clustering_loss, log_soft_assignment, target_distribution
+from skdcec._device import autocast
+
+
+class TrainingDivergedError(FloatingPointError):
+    """The training loss stopped being finite."""
+
+
+def _check_finite(value, where):
+    if not torch.isfinite(torch.as_tensor(value)).all():
+        raise TrainingDivergedError(
+            f"The loss became NaN or infinite during {where}: training diverged. "
+            "Lower learning_rate (e.g. divide it by 10) or check the input scale."
+        )
+
+
+def _batches(n_samples, batch_size, generator):
+    """Shuffled index batches over one pass of the data, each sorted."""
+    order = torch.randperm(n_samples, generator=generator)
+    for start in range(0, n_samples, batch_size):
+        yield order[start : start + batch_size].sort().values
+
+
+def pretrain(autoencoder, data, *, epochs, batch_size, learning_rate, generator, precision=None, callback=None):
+    """Train the autoencoder alone to reconstruct its input.
+
+    Mean squared error over pixels and batch, Adam, shuffled mini-batches.
+
+    Parameters
+    ----------
+    autoencoder : ConvAutoencoder
+        The model, already on the data's device.
+    data : ImageBatches
+        The training images.
+    epochs : int
+        Passes over the data.
+    batch_size : int
+        Images per step.
+    learning_rate : float
+        Adam's step size.
+    generator : torch.Generator
+        CPU generator that shuffles the data.
+    precision : torch.dtype or None, default=None
+        Autocast dtype; ``None`` trains in float32.
+    callback : callable, default=None
+        Called as ``callback("pretrain", record)`` after every epoch.
+
+    Returns
+    -------
+    list of dict
+        One record per epoch: ``epoch`` and ``reconstruction_loss``.
+
+    Raises
+    ------
+    TrainingDivergedError
+        If the loss is no longer finite.
+    """
+    autoencoder.train()
+    optimizer = torch.optim.Adam(autoencoder.parameters(), lr=learning_rate)
+    history = []
+    for epoch in range(epochs):
+        # Accumulate on the device: one host synchronisation per epoch.
+        total = torch.zeros((), device=data.device)
+        for indices in _batches(len(data), batch_size, generator):
+            images = data.take(indices)
+            with autocast(data.device, precision):
+                _, reconstruction = autoencoder(images)
+            loss = F.mse_loss(reconstruction.float(), images)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            total += loss.detach() * len(indices)
+        record = {"epoch": epoch + 1, "reconstruction_loss": (total / len(data)).item()}
+        _check_finite(record["reconstruction_loss"], f"pretraining epoch {epoch + 1}")
+        history.append(record)
+        if callback is not None:
+            callback("pretrain", record)
+    return history
+
+
+@torch.inference_mode()
+def embed(autoencoder, data, *, batch_size, precision=None):
+    """Embeddings of all samples, in order, from the current weights.
+
+    Parameters
+    ----------
+    autoencoder : ConvAutoencoder
+        The model.
+    data : ImageBatches
+        The images.
+    batch_size : int
+        Images per inference batch.
+    precision : torch.dtype or None, default=None
+        Autocast dtype; ``None`` runs in float32.
+
+    Returns
+    -------
+    torch.Tensor of shape (n_samples, embedding_dim)
+        Float32, on the data's device.
+    """
+    was_training = autoencoder.training
+    autoencoder.eval()
+    parts = []
+    for start in range(0, len(data), batch_size):
+        with autocast(data.device, precision):
+            parts.append(autoencoder.encode(data.slice(start, start + batch_size)).float())
+    autoencoder.train(was_training)
+    return torch.cat(parts)
+
+
+@dataclass
+class ClusteringResult:
+    """What the joint phase learned.
+
+    Attributes
+    ----------
+    labels : torch.Tensor of shape (n_samples,)
+        Cluster of every sample under the final weights.
+    n_iter : int
+        Mini-batches trained.
+    converged : bool
+        Whether the label-change fraction fell below ``tol``.
+    collapsed : bool
+        Whether training stopped because a cluster emptied out.
+    history : list of dict
+        One record per target update.
+    """
+
+    labels: torch.Tensor
+    n_iter: int
+    converged: bool
+    collapsed: bool
+    history: list = field(default_factory=list)
+
+
+def train_clustering(
+    autoencoder,
+    clustering_layer,
+    data,
+    *,
+    gamma,
+    max_iter,
+    update_interval,
+    tol,
+    batch_size,
+    learning_rate,
+    generator,
+    inference_batch_size,
+    precision=None,
+    callback=None,
+):
+    """Jointly train autoencoder and centres on ``L_r + gamma * KL(P || Q)``.
+
+    Every ``update_interval`` mini-batches, Q is recomputed on all samples and
+    the target P derived from it; P then stays fixed until the next update,
+    indexed by sample position so that batches can be shuffled. After every
+    update but the first, training stops when the fraction of labels that
+    changed since the previous update is below ``tol``. A fresh Adam optimiser
+    drives encoder, decoder and centres.
+
+    If a cluster that was populated at the start empties out, training stops
+    and the weights of the last update before the collapse are restored: a
+    collapsed solution never passes as converged.
+
+    Parameters
+    ----------
+    autoencoder : ConvAutoencoder
+        The pretrained model.
+    clustering_layer : ClusteringLayer
+        Centres initialised by k-means.
+    data : ImageBatches
+        The training images.
+    gamma : float
+        Weight of the clustering loss.
+    max_iter : int
+        Most mini-batches to train.
+    update_interval : int
+        Mini-batches between target updates.
+    tol : float
+        Label-change fraction under which training stops.
+    batch_size : int
+        Images per step.
+    learning_rate : float
+        Adam's step size.
+    generator : torch.Generator
+        CPU generator that shuffles the data.
+    inference_batch_size : int
+        Images per batch when Q is recomputed.
+    precision : torch.dtype or None, default=None
+        Autocast dtype; ``None`` trains in float32.
+    callback : callable, default=None
+        Called as ``callback("clustering", record)`` after every update.
+
+    Returns
+    -------
+    ClusteringResult
+
+    Raises
+    ------
+    TrainingDivergedError
+        If the loss is no longer finite.
+    """
+    modules = torch.nn.ModuleList([autoencoder, clustering_layer])
+    optimizer = torch.optim.Adam(modules.parameters(), lr=learning_rate)
+    n_clusters = clustering_layer.centers.shape[0]
+    history = []
+    previous_labels = None
+    initially_populated = None
+    healthy_state = None
+    converged = collapsed = False
+    reconstruction_total = torch.zeros((), device=data.device)
+    clustering_total = torch.zeros((), device=data.device)
+    steps_since_update = 0
+    batches = iter(())
+    iteration = 0
+    while True:
+        if iteration % update_interval == 0 or iteration == max_iter:
+            z = embed(autoencoder, data, batch_size=inference_batch_size, precision=precision)
+            with torch.no_grad():
+                q = clustering_layer(z).exp()
+                labels = q.argmax(dim=1)
+                sizes = torch.bincount(labels, minlength=n_clusters)
+            record = {
+                "iteration": iteration,
+                "reconstruction_loss": _mean_or_none(reconstruction_total, steps_since_update),
+                "clustering_loss": _mean_or_none(clustering_total, steps_since_update),
+                "label_change_fraction": None,
+                "cluster_sizes": sizes.tolist(),
+            }
+            _check_finite(z, f"clustering iteration {iteration}")
+            populated = sizes > 0
+            if initially_populated is None:
+                initially_populated = populated
+            if (initially_populated & ~populated).any():
+                collapsed = True
+                history.append(record)
+                if callback is not None:
+                    callback("clustering", record)
+                break
+            if previous_labels is not None:
+                n_changed = (labels != previous_labels).sum().item()
+                record["label_change_fraction"] = n_changed / len(labels)
+                converged = record["label_change_fraction"] < tol
+            history.append(record)
+            if callback is not None:
+                callback("clustering", record)
+            if converged or iteration >= max_iter:
+                break
+            target = target_distribution(q.double()).float()
+            previous_labels = labels
+            healthy_state = (copy.deepcopy(modules.state_dict()), labels, iteration)
+            reconstruction_total.zero_()
+            clustering_total.zero_()
+            steps_since_update = 0
+
+        indices = next(batches, None)
+        if indices is None:
+            batches = _batches(len(data), batch_size, generator)
+            indices = next(batches)
+        images = data.take(indices)
+        with autocast(data.device, precision):
+            z, reconstruction = autoencoder(images)
+        log_q = log_soft_assignment(z.float(), clustering_layer.centers, clustering_layer.alpha)
+        reconstruction_loss = F.mse_loss(reconstruction.float(), images)
+        cluster_loss = clustering_loss(log_q, target[indices.to(target.device)])
+        loss = reconstruction_loss + gamma * cluster_loss
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        reconstruction_total += reconstruction_loss.detach()
+        clustering_total += cluster_loss.detach()
+        steps_since_update += 1
+        iteration += 1
+
+    if collapsed:
+        state, labels, iteration = healthy_state
+        modules.load_state_dict(state)
+    return ClusteringResult(labels, iteration, converged, collapsed, history)
+
+
+def _mean_or_none(total, count):
+    if count == 0:
+        return None
+    mean = (total / count).item()
+    _check_finite(mean, "clustering")
+    return mean

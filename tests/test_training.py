@@ -1,0 +1,220 @@
+"""The two training phases: pretraining, target updates, the stop rule and collapse."""
+
+import numpy as np
+import pytest
+import torch
+
+from skdcec import _training
+from skdcec._autoencoder import ConvAutoencoder
+from skdcec._clustering import ClusteringLayer
+from skdcec._data import ImageBatches
+from skdcec._training import TrainingDivergedError, embed, pretrain, train_clustering
+
+CPU = torch.device("cpu")
+
+
+def _blobs(n_per_cluster=20, seed=0):
+    """Two groups of 4x4 images: dark and bright."""
+    rng = np.random.default_rng(seed)
+    dark = rng.uniform(0, 60, size=(n_per_cluster, 16))
+    bright = rng.uniform(190, 255, size=(n_per_cluster, 16))
+    return np.vstack([dark, bright]).astype(np.uint8)
+
+
+def _setup(X, seed=0):
+    torch.manual_seed(seed)
+    model = ConvAutoencoder((4, 4, 1), filters=(4, 8), embedding_dim=2)
+    data = ImageBatches(X, (4, 4, 1), None, None, CPU)
+    return model, data
+
+
+def _generator(seed=0):
+    return torch.Generator().manual_seed(seed)
+
+
+def _clustering_kwargs(**overrides):
+    kwargs = dict(
+        gamma=0.1,
+        max_iter=50,
+        update_interval=10,
+        tol=1e-3,
+        batch_size=8,
+        learning_rate=1e-3,
+        generator=_generator(),
+        inference_batch_size=16,
+    )
+    kwargs.update(overrides)
+    return kwargs
+
+
+def test_pretraining_lowers_the_reconstruction_loss():
+    """Pretraining records one loss per epoch and the loss goes down."""
+    model, data = _setup(_blobs())
+    history = pretrain(model, data, epochs=30, batch_size=8, learning_rate=1e-2, generator=_generator())
+    assert [r["epoch"] for r in history] == list(range(1, 31))
+    assert history[-1]["reconstruction_loss"] < 0.5 * history[0]["reconstruction_loss"]
+
+
+def test_pretraining_divergence_names_learning_rate():
+    """A NaN loss stops pretraining with an error that tells the user what to change."""
+    model, data = _setup(_blobs())
+    with torch.no_grad():
+        model.encoder[0].weight.fill_(float("nan"))
+    with pytest.raises(TrainingDivergedError, match="learning_rate"):
+        pretrain(model, data, epochs=1, batch_size=8, learning_rate=1e-3, generator=_generator())
+
+
+def test_embed_does_not_depend_on_batch_size():
+    """Inference of the whole set equals inference in batches of one."""
+    model, data = _setup(_blobs())
+    all_at_once = embed(model, data, batch_size=64)
+    one_by_one = embed(model, data, batch_size=1)
+    torch.testing.assert_close(all_at_once, one_by_one, rtol=0, atol=1e-6)
+
+
+def _centers(model, data):
+    z = embed(model, data, batch_size=64)
+    return torch.stack([z[:20].mean(0), z[20:].mean(0)])
+
+
+def test_stable_labels_stop_at_the_second_update():
+    """When no label changes, training stops at the first update after the initial one."""
+    model, data = _setup(_blobs())
+    layer = ClusteringLayer(_centers(model, data))
+    result = train_clustering(model, layer, data, **_clustering_kwargs(learning_rate=1e-12))
+    assert result.converged and not result.collapsed
+    assert result.n_iter == 10
+    assert [r["iteration"] for r in result.history] == [0, 10]
+    assert result.history[0]["label_change_fraction"] is None
+    assert result.history[1]["label_change_fraction"] == 0.0
+
+
+def test_zero_tol_runs_to_max_iter():
+    """tol=0 can never be beaten by a fraction: training runs max_iter mini-batches."""
+    model, data = _setup(_blobs())
+    layer = ClusteringLayer(_centers(model, data))
+    result = train_clustering(model, layer, data, **_clustering_kwargs(tol=0.0, max_iter=25))
+    assert not result.converged
+    assert result.n_iter == 25
+    # Updates at 0, 10, 20 and a final recompute at max_iter: labels from the final weights.
+    assert [r["iteration"] for r in result.history] == [0, 10, 20, 25]
+
+
+class _ScriptedLayer(ClusteringLayer):
+    """A clustering layer whose full-data labels follow a script, one entry per update."""
+
+    def __init__(self, centers, label_script):
+        super().__init__(centers)
+        self.label_script = [torch.as_tensor(labels) for labels in label_script]
+        self.n_updates = 0
+
+    def forward(self, z):
+        log_q = super().forward(z)
+        if torch.is_grad_enabled():
+            return log_q
+        labels = self.label_script[min(self.n_updates, len(self.label_script) - 1)]
+        self.n_updates += 1
+        logits = torch.full((z.shape[0], 2), -10.0)
+        logits[torch.arange(z.shape[0]), labels] = 0.0
+        return torch.log_softmax(logits, dim=1)
+
+
+def _flip_script(flips, n=40):
+    """Half the labels in each cluster, then flip the first ``f`` labels at each update."""
+    labels = np.array([0, 1] * (n // 2))
+    script = []
+    for f in flips:
+        labels = labels.copy()
+        labels[:f] = 1 - labels[:f]
+        script.append(labels)
+    return script
+
+
+@pytest.mark.parametrize(
+    "flips, tol, expected_updates",
+    [
+        ([0, 20, 4, 0, 0], 1e-3, 4),  # stops when nothing changes, never at the first update
+        ([0, 20, 4, 1, 0], 0.05, 4),  # 1/40 = 0.025 < 0.05 stops at the fourth update
+        ([0, 20, 2, 1, 0], 0.05, 4),  # 2/40 = 0.05 is not < 0.05: one more update
+    ],
+)
+def test_stop_rule_on_scripted_label_changes(flips, tol, expected_updates):
+    """The stop rule compares full-data labels of consecutive updates with a strict '<'."""
+    model, data = _setup(_blobs())
+    layer = _ScriptedLayer(_centers(model, data), _flip_script(flips))
+    result = train_clustering(model, layer, data, **_clustering_kwargs(tol=tol, max_iter=1000))
+    changes = [r["label_change_fraction"] for r in result.history]
+    assert changes == [None] + [f / 40 for f in flips[1:expected_updates]]
+    assert result.converged and result.n_iter == 10 * (expected_updates - 1)
+
+
+def test_target_is_held_fixed_between_updates(monkeypatch):
+    """P is computed once per update from all samples, never per batch."""
+    shapes = []
+    original = _training.target_distribution
+
+    def spy(q):
+        shapes.append(tuple(q.shape))
+        return original(q)
+
+    monkeypatch.setattr(_training, "target_distribution", spy)
+    model, data = _setup(_blobs())
+    layer = ClusteringLayer(_centers(model, data))
+    kwargs = _clustering_kwargs(tol=0.0, max_iter=35, learning_rate=1e-6)
+    result = train_clustering(model, layer, data, **kwargs)
+    assert result.n_iter == 35
+    # Updates at 0, 10, 20, 30 (the final recompute at 35 needs no target).
+    assert shapes == [(40, 2)] * 4
+
+
+def test_joint_phase_uses_a_fresh_adam_over_all_weights_and_centres(monkeypatch):
+    """The joint phase builds its own Adam (no state from pretraining) covering the centres."""
+    created = []
+    original = torch.optim.Adam
+
+    class SpyAdam(original):
+        def __init__(self, params, **kwargs):
+            params = list(params)
+            created.append((params, kwargs))
+            super().__init__(params, **kwargs)
+
+    monkeypatch.setattr(torch.optim, "Adam", SpyAdam)
+    model, data = _setup(_blobs())
+    pretrain(model, data, epochs=2, batch_size=8, learning_rate=1e-3, generator=_generator())
+    layer = ClusteringLayer(_centers(model, data))
+    train_clustering(model, layer, data, **_clustering_kwargs(max_iter=5))
+    assert len(created) == 2
+    joint_params, joint_kwargs = created[1]
+    assert joint_kwargs["lr"] == 1e-3
+    assert any(p is layer.centers for p in joint_params)
+    assert {id(p) for p in model.parameters()} <= {id(p) for p in joint_params}
+
+
+def test_collapse_stops_and_restores_the_last_healthy_weights():
+    """A cluster that empties out stops training; the weights of the last update come back."""
+    model, data = _setup(_blobs())
+    script = _flip_script([0, 20]) + [np.zeros(40, dtype=int)]
+    layer = _ScriptedLayer(_centers(model, data), script)
+    seen = {}
+
+    def remember(stage, record):
+        if record["iteration"] == 10:
+            seen["state"] = {k: v.clone() for k, v in model.state_dict().items()}
+
+    result = train_clustering(model, layer, data, callback=remember, **_clustering_kwargs(tol=0.0))
+    assert result.collapsed and not result.converged
+    assert result.history[-1]["cluster_sizes"] == [40, 0]
+    assert result.n_iter == 10
+    assert torch.equal(result.labels, torch.as_tensor(script[1]))
+    for name, tensor in model.state_dict().items():
+        torch.testing.assert_close(tensor, seen["state"][name], rtol=0, atol=0)
+
+
+def test_clustering_divergence_names_learning_rate():
+    """Weights that turn NaN in the joint phase raise an error naming learning_rate."""
+    model, data = _setup(_blobs())
+    layer = ClusteringLayer(_centers(model, data))
+    with torch.no_grad():
+        model.encoder[0].weight.fill_(float("inf"))
+    with pytest.raises(TrainingDivergedError, match="learning_rate"):
+        train_clustering(model, layer, data, **_clustering_kwargs())
