@@ -3,6 +3,8 @@
 import numpy as np
 import torch
 
+from skdcec._device import memory_format
+
 # Rows read per chunk when statistics are gathered from a collection.
 STATISTICS_CHUNK_SIZE = 4096
 
@@ -74,6 +76,7 @@ class ImageBatches:
         self.image_shape = tuple(image_shape)
         self.device = device
         self.n_samples = X.shape[0]
+        self._memory_format = memory_format(device)
         if X.dtype == np.uint8:
             self._offset, self._scale = 0.0, 1.0 / 255.0
         else:
@@ -97,9 +100,10 @@ class ImageBatches:
     def _normalise(self, raw):
         height, width, channels = self.image_shape
         images = raw.reshape(-1, height, width, channels).permute(0, 3, 1, 2)
-        images = images.to(torch.float32)
+        images = images.to(torch.float32, memory_format=self._memory_format)
         if isinstance(self._offset, float):
             return images.mul_(self._scale)
+        # Out of place: a float32 batch may be a view of the resident collection.
         return (images - self._offset.view(1, -1, 1, 1)) * self._scale.view(1, -1, 1, 1)
 
     def take(self, indices):

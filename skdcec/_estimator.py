@@ -15,10 +15,11 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.validation import check_array, check_is_fitted, check_memory, validate_data
 
+from skdcec._augmentation import AUGMENTATIONS, resolve_augmentations
 from skdcec._autoencoder import ACTIVATIONS, ConvAutoencoder
 from skdcec._clustering import ClusteringLayer, log_soft_assignment
 from skdcec._data import ImageBatches, channel_statistics
-from skdcec._device import autocast_dtype, make_generator, resolve_device, seeded_global_rng
+from skdcec._device import autocast_dtype, make_generator, place_module, resolve_device, seeded_global_rng
 from skdcec._training import embed, pretrain, train_clustering
 
 # Inference batches hold about this many padded pixels, so that the largest
@@ -41,32 +42,48 @@ def _pretrained_autoencoder_state(
     batch_size,
     learning_rate,
     precision,
+    compile,
+    augmentations,
     seed,
     device,
+    data=None,
     callback=None,
 ):
     """Pretrain a fresh autoencoder; return its CPU state dict and history.
 
     A module-level function of plain arguments, so that ``joblib.Memory`` can
     cache it: the result depends on the data and the pretraining parameters,
-    not on ``n_clusters``. ``callback`` is left out of the cache key.
+    not on ``n_clusters``. ``X``, ``mean`` and ``std`` key the cache; the
+    batches are served by ``data``, the caller's ``ImageBatches`` of the same
+    images, which is left out of the key with ``callback``.
     """
     device = torch.device(device)
     with seeded_global_rng(seed, device):
-        autoencoder = ConvAutoencoder(image_shape, filters, embedding_dim, activation).to(device)
-    data = ImageBatches(X, image_shape, mean, std, device)
+        autoencoder = place_module(ConvAutoencoder(image_shape, filters, embedding_dim, activation), device)
     history = pretrain(
-        autoencoder,
+        torch.compile(autoencoder) if compile else autoencoder,
         data,
         epochs=epochs,
         batch_size=batch_size,
         learning_rate=learning_rate,
         generator=make_generator(seed, torch.device("cpu")),
         precision=autocast_dtype(precision, device),
+        augmentations=frozenset(augmentations),
+        augment_generator=make_generator(seed, device),
         callback=callback,
     )
     state = {name: tensor.detach().cpu() for name, tensor in autoencoder.state_dict().items()}
     return state, history
+
+
+def _autoencoder_from_state(state, image_shape, filters, embedding_dim, activation, device):
+    """Rebuild a trained autoencoder from its state dict, on ``device``."""
+    # Construction draws throwaway initial weights from torch's global
+    # generator: fork it so that the caller's random state stays as it was.
+    with seeded_global_rng(0, torch.device("cpu")):
+        autoencoder = ConvAutoencoder(image_shape, filters, embedding_dim, activation)
+    autoencoder.load_state_dict(state)
+    return place_module(autoencoder, device)
 
 
 class DeepConvEmbeddingClustering(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, BaseEstimator):
@@ -117,12 +134,27 @@ class DeepConvEmbeddingClustering(ClassNamePrefixFeaturesOutMixin, TransformerMi
         Adam's step size, in both phases.
     n_init : int, default=20
         Runs of k-means that initialise the centres.
+    augment : bool or tuple of str, default=False
+        DEC-DA-style training (Guo et al., 2018): the autoencoder learns to
+        reconstruct each clean image from a randomly transformed copy, and in
+        the joint phase the soft assignment Q of a batch comes from
+        transformed images while the target P comes from clean ones.
+        ``True`` selects shifts of up to 10 % of the side and rotations of up
+        to 10 degrees, plus, for colour images, horizontal flips, random
+        resized crops and mild colour jitter; a tuple names a selection of
+        ``"shift"``, ``"rotate"``, ``"flip"``, ``"crop"`` and ``"jitter"``.
+        Augmentation runs per batch on the training device, is seeded by
+        ``random_state`` and never applies at predict time. ``False`` is the
+        faithful DCEC.
     device : str or torch.device, default="auto"
         ``"auto"`` (CUDA, then MPS, then CPU), ``"cpu"``, ``"cuda"``,
         ``"cuda:1"``, ``"mps"`` or a :class:`torch.device`.
     precision : {"auto", "float32", "bfloat16"}, default="auto"
         Arithmetic of training and inference: ``"auto"`` is bfloat16 autocast
         on CUDA devices that support it and float32 elsewhere.
+    compile : bool, default=False
+        Train through :func:`torch.compile`. It pays off for long runs on a
+        GPU; compilation itself takes tens of seconds and a C++ compiler.
     memory : str or object with the joblib.Memory interface, default=None
         Where to cache the pretrained autoencoder. It depends on the data and
         the pretraining parameters but not on ``n_clusters``, so a search
@@ -211,8 +243,10 @@ class DeepConvEmbeddingClustering(ClassNamePrefixFeaturesOutMixin, TransformerMi
         "batch_size": [Interval(Integral, 1, None, closed="left")],
         "learning_rate": [Interval(Real, 0, None, closed="neither")],
         "n_init": [Interval(Integral, 1, None, closed="left")],
+        "augment": ["boolean", tuple, list],
         "device": [str, torch.device],
         "precision": [StrOptions({"auto", "float32", "bfloat16"})],
+        "compile": ["boolean"],
         "memory": [None, str, HasMethods(["cache"])],
         "random_state": ["random_state"],
         "verbose": ["verbose"],
@@ -235,8 +269,10 @@ class DeepConvEmbeddingClustering(ClassNamePrefixFeaturesOutMixin, TransformerMi
         batch_size=256,
         learning_rate=1e-3,
         n_init=20,
+        augment=False,
         device="auto",
         precision="auto",
+        compile=False,
         memory=None,
         random_state=None,
         verbose=0,
@@ -255,8 +291,10 @@ class DeepConvEmbeddingClustering(ClassNamePrefixFeaturesOutMixin, TransformerMi
         self.batch_size = batch_size
         self.learning_rate = learning_rate
         self.n_init = n_init
+        self.augment = augment
         self.device = device
         self.precision = precision
+        self.compile = compile
         self.memory = memory
         self.random_state = random_state
         self.verbose = verbose
@@ -291,6 +329,7 @@ class DeepConvEmbeddingClustering(ClassNamePrefixFeaturesOutMixin, TransformerMi
                 "Pass more images or lower n_clusters."
             )
         filters = self._check_filters()
+        augmentations = self._check_augment(image_shape[2])
         device = resolve_device(self.device)
         precision = autocast_dtype(self.precision, device)
         pretrain_seed, kmeans_seed, clustering_seed = self._draw_seeds()
@@ -302,7 +341,7 @@ class DeepConvEmbeddingClustering(ClassNamePrefixFeaturesOutMixin, TransformerMi
             mean, std = channel_statistics(X, n_channels)
         data = ImageBatches(X, image_shape, mean, std, device)
 
-        pretrained = check_memory(self.memory).cache(_pretrained_autoencoder_state, ignore=["callback"])
+        pretrained = check_memory(self.memory).cache(_pretrained_autoencoder_state, ignore=["data", "callback"])
         state, pretrain_history = pretrained(
             X,
             image_shape,
@@ -315,13 +354,16 @@ class DeepConvEmbeddingClustering(ClassNamePrefixFeaturesOutMixin, TransformerMi
             self.batch_size,
             self.learning_rate,
             self.precision,
+            self.compile,
+            tuple(sorted(augmentations)),
             pretrain_seed,
             str(device),
+            data=data,
             callback=self._report if self.verbose else None,
         )
-        autoencoder = ConvAutoencoder(image_shape, filters, self.embedding_dim, self.activation)
-        autoencoder.load_state_dict(state)
-        autoencoder.to(device)
+        autoencoder = _autoencoder_from_state(
+            state, image_shape, filters, self.embedding_dim, self.activation, device
+        )
 
         inference_batch_size = self._inference_batch_size(autoencoder)
         embeddings = embed(autoencoder, data, batch_size=inference_batch_size, precision=precision)
@@ -332,7 +374,7 @@ class DeepConvEmbeddingClustering(ClassNamePrefixFeaturesOutMixin, TransformerMi
         ).to(device)
 
         result = train_clustering(
-            autoencoder,
+            torch.compile(autoencoder) if self.compile else autoencoder,
             clustering_layer,
             data,
             gamma=self.gamma,
@@ -344,6 +386,8 @@ class DeepConvEmbeddingClustering(ClassNamePrefixFeaturesOutMixin, TransformerMi
             generator=make_generator(clustering_seed, torch.device("cpu")),
             inference_batch_size=inference_batch_size,
             precision=precision,
+            augmentations=augmentations,
+            augment_generator=make_generator(clustering_seed, device),
             callback=self._report if self.verbose else None,
         )
         labels = result.labels.cpu().numpy().astype(np.intp)
@@ -407,6 +451,16 @@ class DeepConvEmbeddingClustering(ClassNamePrefixFeaturesOutMixin, TransformerMi
                 "e.g. (32, 64, 128)."
             )
         return filters
+
+    def _check_augment(self, n_channels):
+        if not isinstance(self.augment, bool):
+            unknown = set(self.augment) - AUGMENTATIONS
+            if unknown:
+                raise ValueError(
+                    f"augment={self.augment!r} names unknown augmentations {sorted(unknown)}; "
+                    f"choose from {sorted(AUGMENTATIONS)}, or pass True or False."
+                )
+        return resolve_augmentations(self.augment, n_channels)
 
     def _report(self, stage, record):
         if stage == "pretrain":
@@ -502,8 +556,8 @@ class DeepConvEmbeddingClustering(ClassNamePrefixFeaturesOutMixin, TransformerMi
             precision=autocast_dtype(self.precision, device),
         )
 
-    def _log_proba(self, X):
-        z = self._embed(X)
+    def _log_proba(self, z):
+        """Log soft assignment of embeddings ``z`` to the fitted centres."""
         centers = torch.as_tensor(self.cluster_centers_, dtype=torch.float32, device=z.device)
         return log_soft_assignment(z, centers, self.alpha)
 
@@ -523,7 +577,7 @@ class DeepConvEmbeddingClustering(ClassNamePrefixFeaturesOutMixin, TransformerMi
         """
         check_is_fitted(self)
         X, _, _ = self._validate_images(X, reset=False)
-        return self._log_proba(X).argmax(dim=1).cpu().numpy().astype(np.intp)
+        return self._log_proba(self._embed(X)).argmax(dim=1).cpu().numpy().astype(np.intp)
 
     def predict_proba(self, X):
         """Student's t soft assignment ``q`` of each image to each cluster.
@@ -541,7 +595,7 @@ class DeepConvEmbeddingClustering(ClassNamePrefixFeaturesOutMixin, TransformerMi
         """
         check_is_fitted(self)
         X, _, _ = self._validate_images(X, reset=False)
-        proba = self._log_proba(X).double().exp().cpu().numpy()
+        proba = self._log_proba(self._embed(X)).double().exp().cpu().numpy()
         return proba / proba.sum(axis=1, keepdims=True)
 
     def transform(self, X):
@@ -623,14 +677,38 @@ class DeepConvEmbeddingClustering(ClassNamePrefixFeaturesOutMixin, TransformerMi
         """
         check_is_fitted(self)
         X, _, _ = self._validate_images(X, reset=False)
-        log_q = self._log_proba(X)
-        labels = log_q.argmax(dim=1).cpu().numpy()
+        z = self._embed(X)
+        labels = self._log_proba(z).argmax(dim=1).cpu().numpy()
         n_labels = len(np.unique(labels))
         if n_labels < 2 or n_labels >= len(labels):
             return 0.0
-        embeddings = self._embed(X).cpu().numpy().astype(np.float64)
+        embeddings = z.cpu().numpy().astype(np.float64)
         sample_size = SILHOUETTE_SAMPLE_SIZE if len(labels) > SILHOUETTE_SAMPLE_SIZE else None
         return float(silhouette_score(embeddings, labels, sample_size=sample_size, random_state=0))
+
+    def save(self, path):
+        """Save the fitted model to the folder ``path`` in a format that runs no code.
+
+        Parameters are stored as JSON and weights and arrays as plain tensors
+        read back with ``torch.load(weights_only=True)``; see
+        :func:`skdcec.load`. The folder is written under a temporary name and
+        renamed when complete.
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+            Folder to create.
+
+        Returns
+        -------
+        self : DeepConvEmbeddingClustering
+            The estimator, unchanged.
+        """
+        from skdcec._persistence import save
+
+        check_is_fitted(self)
+        save(self, path)
+        return self
 
     @property
     def _n_features_out(self):
@@ -639,7 +717,8 @@ class DeepConvEmbeddingClustering(ClassNamePrefixFeaturesOutMixin, TransformerMi
     # ------------------------------------------------------------ pickling
 
     def __getstate__(self):
-        state = super().__getstate__()
+        # A copy: object.__getstate__ may hand back the instance's own __dict__.
+        state = dict(super().__getstate__())
         if "autoencoder_" in state:
             # Plain CPU tensors: a model fitted on a GPU unpickles anywhere.
             state["autoencoder_"] = {
@@ -651,16 +730,15 @@ class DeepConvEmbeddingClustering(ClassNamePrefixFeaturesOutMixin, TransformerMi
         weights = state.get("autoencoder_")
         super().__setstate__(state)
         if isinstance(weights, dict):
-            autoencoder = ConvAutoencoder(self.image_shape_, list(self.filters), self.embedding_dim, self.activation)
-            autoencoder.load_state_dict(weights)
-            autoencoder.eval()
             device = self.device_
             if device.type != "cpu":
                 try:
                     resolve_device(device)
                 except ValueError:
                     device = torch.device("cpu")
-            self.autoencoder_ = autoencoder.to(device)
+            self.autoencoder_ = _autoencoder_from_state(
+                weights, self.image_shape_, list(self.filters), self.embedding_dim, self.activation, device
+            ).eval()
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 import torch
 from torch.nn import functional as F
 
+from skdcec._augmentation import augment_batch
 from skdcec._clustering import clustering_loss, log_soft_assignment, target_distribution
 from skdcec._device import autocast
 
@@ -29,10 +30,24 @@ def _batches(n_samples, batch_size, generator):
         yield order[start : start + batch_size].sort().values
 
 
-def pretrain(autoencoder, data, *, epochs, batch_size, learning_rate, generator, precision=None, callback=None):
+def pretrain(
+    autoencoder,
+    data,
+    *,
+    epochs,
+    batch_size,
+    learning_rate,
+    generator,
+    precision=None,
+    augmentations=frozenset(),
+    augment_generator=None,
+    callback=None,
+):
     """Train the autoencoder alone to reconstruct its input.
 
     Mean squared error over pixels and batch, Adam, shuffled mini-batches.
+    With augmentations, the network sees a randomly transformed image and
+    reconstructs the clean one (DEC-DA).
 
     Parameters
     ----------
@@ -50,6 +65,11 @@ def pretrain(autoencoder, data, *, epochs, batch_size, learning_rate, generator,
         CPU generator that shuffles the data.
     precision : torch.dtype or None, default=None
         Autocast dtype; ``None`` trains in float32.
+    augmentations : frozenset of str, default=frozenset()
+        Names of the augmentations applied to every batch (see
+        :func:`skdcec._augmentation.augment_batch`).
+    augment_generator : torch.Generator, default=None
+        Generator on the data's device that draws the augmentations.
     callback : callable, default=None
         Called as ``callback("pretrain", record)`` after every epoch.
 
@@ -71,8 +91,9 @@ def pretrain(autoencoder, data, *, epochs, batch_size, learning_rate, generator,
         total = torch.zeros((), device=data.device)
         for indices in _batches(len(data), batch_size, generator):
             images = data.take(indices)
+            inputs = augment_batch(images, augmentations, augment_generator)
             with autocast(data.device, precision):
-                _, reconstruction = autoencoder(images)
+                _, reconstruction = autoencoder(inputs)
             loss = F.mse_loss(reconstruction.float(), images)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -110,8 +131,16 @@ def embed(autoencoder, data, *, batch_size, precision=None):
     autoencoder.eval()
     parts = []
     for start in range(0, len(data), batch_size):
+        images = data.slice(start, start + batch_size)
+        # Kernels take another code path for a batch of one image, whose
+        # result differs in the last bits: pad it with a blank image so that
+        # an embedding never depends on how the data were batched.
+        single = images.shape[0] == 1
+        if single:
+            images = torch.cat([images, torch.zeros_like(images)])
         with autocast(data.device, precision):
-            parts.append(autoencoder.encode(data.slice(start, start + batch_size)).float())
+            z = autoencoder.encode(images).float()
+        parts.append(z[:1] if single else z)
     autoencoder.train(was_training)
     return torch.cat(parts)
 
@@ -155,6 +184,8 @@ def train_clustering(
     generator,
     inference_batch_size,
     precision=None,
+    augmentations=frozenset(),
+    augment_generator=None,
     callback=None,
 ):
     """Jointly train autoencoder and centres on ``L_r + gamma * KL(P || Q)``.
@@ -165,6 +196,9 @@ def train_clustering(
     update but the first, training stops when the fraction of labels that
     changed since the previous update is below ``tol``. A fresh Adam optimiser
     drives encoder, decoder and centres.
+
+    With augmentations (DEC-DA), the target P still comes from the clean
+    images, while the batch's Q and reconstruction come from augmented ones.
 
     If a cluster that was populated at the start empties out, training stops
     and the weights of the last update before the collapse are restored: a
@@ -196,6 +230,10 @@ def train_clustering(
         Images per batch when Q is recomputed.
     precision : torch.dtype or None, default=None
         Autocast dtype; ``None`` trains in float32.
+    augmentations : frozenset of str, default=frozenset()
+        Names of the augmentations applied to every training batch.
+    augment_generator : torch.Generator, default=None
+        Generator on the data's device that draws the augmentations.
     callback : callable, default=None
         Called as ``callback("clustering", record)`` after every update.
 
@@ -208,8 +246,14 @@ def train_clustering(
     TrainingDivergedError
         If the loss is no longer finite.
     """
-    modules = torch.nn.ModuleList([autoencoder, clustering_layer])
+    modules = torch.nn.ModuleList([autoencoder, clustering_layer]).train()
     optimizer = torch.optim.Adam(modules.parameters(), lr=learning_rate)
+    # A fresh Adam moves every weight by about the learning rate on its first
+    # steps, whatever the gradient, which can wreck the pretrained embedding
+    # before the target has a say; ramp the rate up over the first interval.
+    warmup = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: min(1.0, (step + 1) / update_interval)
+    )
     n_clusters = clustering_layer.centers.shape[0]
     history = []
     previous_labels = None
@@ -267,7 +311,7 @@ def train_clustering(
             indices = next(batches)
         images = data.take(indices)
         with autocast(data.device, precision):
-            z, reconstruction = autoencoder(images)
+            z, reconstruction = autoencoder(augment_batch(images, augmentations, augment_generator))
         log_q = log_soft_assignment(z.float(), clustering_layer.centers, clustering_layer.alpha)
         reconstruction_loss = F.mse_loss(reconstruction.float(), images)
         cluster_loss = clustering_loss(log_q, target[indices.to(target.device)])
@@ -275,6 +319,7 @@ def train_clustering(
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
+        warmup.step()
         reconstruction_total += reconstruction_loss.detach()
         clustering_total += cluster_loss.detach()
         steps_since_update += 1

@@ -1,14 +1,20 @@
 """Shared fixtures: small real image sets and a quick estimator configuration."""
 
-import numpy as np
-import pytest
-import torch
-from sklearn.datasets import load_digits
+import os
+
+# scikit-learn's array-API check runs (instead of skipping) only with this set,
+# and it must be set before SciPy is first imported.
+os.environ.setdefault("SCIPY_ARRAY_API", "1")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+from sklearn.datasets import load_digits  # noqa: E402
 
 # Keep the suite fast and predictable on a 2-core machine.
 torch.set_num_threads(min(2, torch.get_num_threads()))
 
-QUICK = dict(pretrain_epochs=3, max_iter=40, update_interval=10, batch_size=64, n_init=2, device="cpu")
+QUICK = dict(pretrain_epochs=10, max_iter=40, update_interval=10, batch_size=64, n_init=2, device="cpu")
 
 
 @pytest.fixture(scope="session")

@@ -69,7 +69,7 @@ def test_embed_does_not_depend_on_batch_size():
     model, data = _setup(_blobs())
     all_at_once = embed(model, data, batch_size=64)
     one_by_one = embed(model, data, batch_size=1)
-    torch.testing.assert_close(all_at_once, one_by_one, rtol=0, atol=1e-6)
+    assert torch.equal(all_at_once, one_by_one)
 
 
 def _centers(model, data):
@@ -218,3 +218,12 @@ def test_clustering_divergence_names_learning_rate():
         model.encoder[0].weight.fill_(float("inf"))
     with pytest.raises(TrainingDivergedError, match="learning_rate"):
         train_clustering(model, layer, data, **_clustering_kwargs())
+
+
+def test_embedding_of_one_image_equals_its_embedding_in_a_batch():
+    """A lone image (a batch of one) embeds bit-for-bit as it does inside a batch."""
+    model, data = _setup(_blobs())
+    whole = embed(model, data, batch_size=64)
+    singles = torch.cat([embed(model, ImageBatches(data.X[i : i + 1], (4, 4, 1), None, None, CPU), batch_size=64)
+                         for i in range(len(data))])
+    assert torch.equal(whole, singles)

