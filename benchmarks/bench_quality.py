@@ -1,5 +1,8 @@
 """Clustering quality of DCEC against KMeans, PCA + KMeans and CAE + KMeans.
 
+Both the faithful DCEC (default parameters) and its augmented variant
+(``augment=True``, DEC-DA) run, each with its own CAE + KMeans baseline.
+
 Every method runs with its default parameters on each data set for several
 seeds; NMI, ACC (Hungarian matching) and ARI are reported as mean +- std, with
 the silhouette both in one space shared by all methods (PCA of the pixels) and
@@ -97,7 +100,7 @@ def run_methods(X, y, n_clusters, seed, dcec_params, cache_dir):
                 n_clusters, random_state=seed, memory=memory, **{**params, "max_iter": 0}
             ).fit(X)
         cae_seconds = time.perf_counter() - start + _pretraining_share(dcec, seconds)
-        results[name.replace("DCEC", "CAE + KMeans")] = (cae.labels_, cae.transform(X), cae_seconds, [])
+        results[name.replace("DCEC", "CAE") + " + KMeans"] = (cae.labels_, cae.transform(X), cae_seconds, [])
     return results, PCA(n_components=min(50, flat.shape[1]), random_state=0).fit_transform(flat)
 
 
@@ -139,6 +142,10 @@ def main():
     parser.add_argument("--usps", help="path of usps.npz (images, labels)")
     parser.add_argument("--coil20", help="path of coil20.npz (images, labels)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument(
+        "--variants", nargs="+", default=["plain", "augmented"], choices=["plain", "augmented"],
+        help="plain DCEC (the defaults) and/or DEC-DA-style augment=True",
+    )
     parser.add_argument("--device", default="auto")
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
     parser.add_argument("--json", help="write the results here")
@@ -146,7 +153,11 @@ def main():
     if args.threads:
         torch.set_num_threads(args.threads)
 
-    dcec_params = {"DCEC": {"device": args.device}}
+    dcec_params = {}
+    if "plain" in args.variants:
+        dcec_params["DCEC"] = {"device": args.device}
+    if "augmented" in args.variants:
+        dcec_params["DCEC-DA"] = {"device": args.device, "augment": True}
     report = {
         "skdcec": skdcec.__version__,
         "torch": torch.__version__,

@@ -83,8 +83,8 @@ def target_distribution(q):
     --------
     >>> import torch
     >>> target_distribution(torch.tensor([[0.5, 0.5], [0.9, 0.1]]))
-    tensor([[0.3571, 0.6429],
-            [0.9239, 0.0761]])
+    tensor([[0.3000, 0.7000],
+            [0.9720, 0.0280]])
     """
     weight = q.square() / q.sum(dim=0)
     return weight / weight.sum(dim=1, keepdim=True)
