@@ -1,7 +1,9 @@
 """Deep convolutional embedding clustering (DCEC) for image collections."""
 
 from skdcec._estimator import DeepConvEmbeddingClustering
+from skdcec._persistence import load
+from skdcec.images import load_images
 
 __version__ = "0.1.0"
 
-__all__ = ["DeepConvEmbeddingClustering", "__version__"]
+__all__ = ["DeepConvEmbeddingClustering", "load", "load_images", "__version__"]
