@@ -529,15 +529,21 @@ def test_unreadable_paths_are_reported(tmp_path, photo):
     }
 
 
-@pytest.mark.skipif(
-    not hasattr(os, "geteuid") or os.geteuid() == 0,
-    reason="file permissions do not stop root from reading",
-)
-def test_file_without_read_permission_is_reported(tmp_path, photo):
+def test_file_without_read_permission_is_reported(tmp_path, photo, monkeypatch):
     """A file without read permission raises a ValueError saying so."""
     path = tmp_path / "secret.png"
     save(photo, path)
     path.chmod(0)
+    if os.geteuid() == 0:
+        # Permissions do not stop root: let the OS refusal come from open() itself.
+        real_open = open
+
+        def refusing_open(file, *args, **kwargs):
+            if str(file) == str(path):
+                raise PermissionError(13, "Permission denied", str(file))
+            return real_open(file, *args, **kwargs)
+
+        monkeypatch.setattr("builtins.open", refusing_open)
     try:
         with pytest.raises(ValueError, match="secret.png.*Permission denied"):
             load_images(tmp_path)
