@@ -1,7 +1,5 @@
 """``python -m skdcec``: the ``skdcec`` command line."""
 
-import sys
+from skdcec.cli import run
 
-from skdcec.cli import main
-
-sys.exit(main())
+run()
