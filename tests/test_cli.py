@@ -337,6 +337,9 @@ def test_interrupted_run_leaves_nothing(image_folder, tmp_path, signum):
         stderr=subprocess.PIPE,
         text=True,
         env=ENV,
+        # As at a terminal: a shell that started the test run in the background
+        # ignores SIGINT, and Python would then never raise KeyboardInterrupt.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     try:
         deadline = time.monotonic() + 120
