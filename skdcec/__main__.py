@@ -1,5 +1,7 @@
 """``python -m skdcec``: the ``skdcec`` command line."""
 
-from skdcec.cli import run
+import sys
 
-run()
+from skdcec.cli import main
+
+sys.exit(main())

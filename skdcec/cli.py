@@ -372,21 +372,6 @@ def main(argv=None):
     return 0
 
 
-def run():
-    """Entry point of the ``skdcec`` program: run :func:`main` and exit with its status.
-
-    An interrupted run has already removed its temporary output; it then
-    leaves at once instead of waiting at interpreter shutdown for a worker
-    thread that the interrupt may have left blocked.
-    """
-    status = main()
-    if status == 130:
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(status)
-    sys.exit(status)
-
-
 def _one_line(exc):
     if isinstance(exc, OSError) and exc.filename is not None and exc.strerror:
         return f"{exc.strerror}: {exc.filename!r}"

@@ -480,10 +480,10 @@ def test_unreadable_files_can_be_skipped(tmp_path, capsys):
 
 
 def test_help_version_and_console_script(capsys):
-    """--version names the version; the 'skdcec' console script points at run."""
+    """--version names the version; the 'skdcec' console script points at main."""
     assert run_here("--version") == 0
     assert capsys.readouterr().out.strip() == f"skdcec {skdcec.__version__}"
     assert run_here("cluster", "--help") == 0
     assert "--copy-to-folders" in capsys.readouterr().out
     scripts = importlib.metadata.entry_points(group="console_scripts")
-    assert any(script.name == "skdcec" and script.value == "skdcec.cli:run" for script in scripts)
+    assert any(script.name == "skdcec" and script.value == "skdcec.cli:main" for script in scripts)
