@@ -1,5 +1,7 @@
 """Image collections as batches of float tensors, converted one batch at a time."""
 
+import mmap
+
 import numpy as np
 import torch
 
@@ -7,6 +9,31 @@ from skdcec._device import memory_format
 
 # Rows read per chunk when statistics are gathered from a collection.
 STATISTICS_CHUNK_SIZE = 4096
+# Bytes read through a file mapping between two releases of its pages.
+MAPPED_BYTES_PER_RELEASE = 64 * 2**20
+
+
+def _shared_file_mapping(X):
+    """The shared file mapping behind a memory-mapped array, or ``None``.
+
+    Pages read through a mapping stay in the process's resident memory until
+    it is unmapped, so an epoch over a memory-mapped collection would end with
+    all of it resident. A shared mapping's pages can be dropped from the
+    process (they stay in the page cache, and are read back on the next
+    touch); a copy-on-write one's cannot, as that would discard the user's
+    private changes.
+    """
+    if not hasattr(mmap, "MADV_DONTNEED"):
+        return None
+    mode = None
+    array = X
+    while isinstance(array, np.ndarray):
+        if isinstance(array, np.memmap) and mode is None:
+            mode = array.mode
+        array = array.base
+    if isinstance(array, mmap.mmap) and mode in ("r", "r+", "w+"):
+        return array
+    return None
 
 
 def channel_statistics(X, n_channels):
@@ -83,6 +110,8 @@ class ImageBatches:
             self._offset = torch.as_tensor(mean, dtype=torch.float32, device=device)
             self._scale = torch.as_tensor(1.0 / std, dtype=torch.float32, device=device)
         self._resident = self._make_resident()
+        self._mapping = None if self._resident is not None else _shared_file_mapping(X)
+        self._mapped_bytes_read = 0
 
     def _make_resident(self):
         if self.device.type != "cuda":
@@ -122,6 +151,7 @@ class ImageBatches:
             index = torch.as_tensor(indices, device=self.device)
             return self._normalise(self._resident.index_select(0, index))
         rows = np.take(self.X, np.asarray(indices), axis=0)
+        self._count_mapped_read(rows.nbytes)
         return self._normalise(self._host_to_device(rows))
 
     def slice(self, start, stop):
@@ -139,7 +169,17 @@ class ImageBatches:
         if self._resident is not None:
             return self._normalise(self._resident[start:stop])
         rows = np.array(self.X[start:stop], copy=True)
+        self._count_mapped_read(rows.nbytes)
         return self._normalise(self._host_to_device(rows))
+
+    def _count_mapped_read(self, n_bytes):
+        """Drop a memory map's pages from resident memory every so many bytes read."""
+        if self._mapping is None:
+            return
+        self._mapped_bytes_read += n_bytes
+        if self._mapped_bytes_read >= MAPPED_BYTES_PER_RELEASE:
+            self._mapping.madvise(mmap.MADV_DONTNEED)
+            self._mapped_bytes_read = 0
 
     def _host_to_device(self, rows):
         tensor = torch.from_numpy(rows)

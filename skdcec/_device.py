@@ -2,6 +2,7 @@
 
 import contextlib
 
+import joblib
 import torch
 
 
@@ -184,3 +185,26 @@ def place_module(module, device):
         The same module, moved.
     """
     return module.to(device=device, memory_format=memory_format(device))
+
+
+@contextlib.contextmanager
+def cpu_threads():
+    """Cap torch's intra-op threads at the cores this process may use, then restore.
+
+    torch sizes its thread pool from the machine's cores, which can be far
+    more than a container's CPU quota or a process's affinity mask allow;
+    threads beyond those cores only contend. Inside the block torch uses at
+    most the physical cores that :func:`joblib.cpu_count` finds available (it
+    reads cgroup quotas and the affinity mask); a smaller setting, such as the
+    one a joblib worker inherits through ``OMP_NUM_THREADS``, is kept. On
+    leaving, the caller's setting is back.
+    """
+    previous = torch.get_num_threads()
+    available = max(1, joblib.cpu_count(only_physical_cores=True))
+    if previous > available:
+        torch.set_num_threads(available)
+    try:
+        yield
+    finally:
+        if torch.get_num_threads() != previous:
+            torch.set_num_threads(previous)

@@ -19,12 +19,20 @@ from skdcec._augmentation import AUGMENTATIONS, resolve_augmentations
 from skdcec._autoencoder import ACTIVATIONS, ConvAutoencoder
 from skdcec._clustering import ClusteringLayer, log_soft_assignment
 from skdcec._data import ImageBatches, channel_statistics
-from skdcec._device import autocast_dtype, make_generator, place_module, resolve_device, seeded_global_rng
+from skdcec._device import (
+    autocast_dtype,
+    cpu_threads,
+    make_generator,
+    place_module,
+    resolve_device,
+    seeded_global_rng,
+)
 from skdcec._training import embed, pretrain, train_clustering
 
 # Inference batches hold about this many padded pixels, so that the largest
-# activation stays a few hundred MB whatever the image size.
-INFERENCE_PIXELS_PER_BATCH = 2**23
+# activation (the first convolution's output, 32 channels at a quarter of the
+# pixels) stays near 64 MB whatever the image size.
+INFERENCE_PIXELS_PER_BATCH = 2**21
 MAX_INFERENCE_BATCH_SIZE = 8192
 # Silhouette is quadratic in the number of samples: score on a subsample above this.
 SILHOUETTE_SAMPLE_SIZE = 10_000
@@ -321,6 +329,10 @@ class DeepConvEmbeddingClustering(ClassNamePrefixFeaturesOutMixin, TransformerMi
         self : DeepConvEmbeddingClustering
             The fitted estimator.
         """
+        with cpu_threads():
+            return self._fit(X)
+
+    def _fit(self, X):
         X, image_shape, input_ndim = self._validate_images(X, reset=True)
         n_samples = X.shape[0]
         if n_samples < self.n_clusters:
@@ -549,12 +561,13 @@ class DeepConvEmbeddingClustering(ClassNamePrefixFeaturesOutMixin, TransformerMi
         """Embeddings of validated 2-D ``X`` as a float32 tensor."""
         device = self._inference_device()
         data = ImageBatches(X, self.image_shape_, self.input_mean_, self.input_scale_, device)
-        return embed(
-            self.autoencoder_,
-            data,
-            batch_size=self._inference_batch_size(self.autoencoder_),
-            precision=autocast_dtype(self.precision, device),
-        )
+        with cpu_threads():
+            return embed(
+                self.autoencoder_,
+                data,
+                batch_size=self._inference_batch_size(self.autoencoder_),
+                precision=autocast_dtype(self.precision, device),
+            )
 
     def _log_proba(self, z):
         """Log soft assignment of embeddings ``z`` to the fitted centres."""

@@ -1,6 +1,9 @@
 """Batches of image collections: scaling, layout, memory maps, statistics."""
 
+import os
+
 import numpy as np
+import pytest
 import torch
 
 from skdcec._data import ImageBatches, channel_statistics
@@ -55,3 +58,56 @@ def test_memmaps_are_read_batch_by_batch(tmp_path):
     batch = data.take(torch.tensor([3, 97]))
     np.testing.assert_allclose(batch[:, 0, 0, 0].numpy(), np.array([3, 97]) / 255.0, rtol=1e-6)
     assert data.X is mapped
+
+
+def _mapped_resident_kib(path):
+    """Resident KiB of this process's mappings of ``path``, from /proc/self/smaps."""
+    resident = 0
+    inside = False
+    with open("/proc/self/smaps") as smaps:
+        for line in smaps:
+            fields = line.split()
+            if "-" in fields[0] and ":" not in fields[0]:
+                inside = fields[-1] == str(path)
+            elif inside and fields[0] == "Rss:":
+                resident += int(fields[1])
+    return resident
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/smaps"), reason="needs Linux's /proc/self/smaps")
+def test_pages_of_a_memmap_do_not_pile_up_in_resident_memory(tmp_path, monkeypatch):
+    """An epoch over a memmap leaves about one release interval of it resident, with intact values."""
+    from skdcec import _data
+
+    monkeypatch.setattr(_data, "MAPPED_BYTES_PER_RELEASE", 2**20)
+    path = tmp_path / "images.npy"
+    n, row = 2048, 64 * 64  # an 8 MiB file, released every 1 MiB read
+    store = np.lib.format.open_memmap(path, mode="w+", dtype=np.uint8, shape=(n, row))
+    store[:] = (np.arange(n) % 251).astype(np.uint8)[:, None]
+    store.flush()
+    del store
+    mapped = np.load(path, mmap_mode="r")
+    data = ImageBatches(mapped, (64, 64, 1), None, None, CPU)
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(0))
+    for start in range(0, n, 32):
+        indices = order[start : start + 32].sort().values
+        batch = data.take(indices)
+        np.testing.assert_allclose(batch[:, 0, 0, 0].numpy(), (indices.numpy() % 251) / 255.0, rtol=1e-6)
+    for start in range(0, n, 100):
+        data.slice(start, start + 100)
+    assert _mapped_resident_kib(path) <= 2 * 1024
+
+
+def test_copy_on_write_memmaps_keep_their_private_changes(tmp_path, monkeypatch):
+    """Pages of a copy-on-write memmap are never dropped: the user's in-memory edits survive."""
+    from skdcec import _data
+
+    monkeypatch.setattr(_data, "MAPPED_BYTES_PER_RELEASE", 1)
+    path = tmp_path / "images.npy"
+    np.save(path, np.zeros((40, 16), dtype=np.uint8))
+    private = np.load(path, mmap_mode="c")
+    private[:] = 255
+    data = ImageBatches(private, (4, 4, 1), None, None, CPU)
+    for start in range(0, 40, 8):
+        np.testing.assert_array_equal(data.slice(start, start + 8).numpy(), 1.0)
+    np.testing.assert_array_equal(data.take(np.arange(40)).numpy(), 1.0)

@@ -3,7 +3,15 @@
 import pytest
 import torch
 
-from skdcec._device import autocast, autocast_dtype, make_generator, place_module, resolve_device, seeded_global_rng
+from skdcec._device import (
+    autocast,
+    autocast_dtype,
+    cpu_threads,
+    make_generator,
+    place_module,
+    resolve_device,
+    seeded_global_rng,
+)
 
 
 def test_auto_resolves_to_an_available_device():
@@ -80,3 +88,27 @@ def test_place_module_keeps_cpu_layout():
     module = place_module(torch.nn.Conv2d(3, 4, 3), torch.device("cpu"))
     assert next(module.parameters()).device.type == "cpu"
     assert next(module.parameters()).is_contiguous()
+
+
+def test_cpu_threads_caps_at_the_available_cores_and_restores(monkeypatch):
+    """Inside the block torch uses at most the available cores; the caller's setting comes back."""
+    from skdcec import _device
+
+    previous = torch.get_num_threads()
+    monkeypatch.setattr(_device.joblib, "cpu_count", lambda only_physical_cores=False: 1)
+    try:
+        torch.set_num_threads(3)
+        with cpu_threads():
+            assert torch.get_num_threads() == 1
+        assert torch.get_num_threads() == 3
+        torch.set_num_threads(1)
+        monkeypatch.setattr(_device.joblib, "cpu_count", lambda only_physical_cores=False: 8)
+        with cpu_threads():
+            assert torch.get_num_threads() == 1  # a smaller setting is the caller's choice
+        with pytest.raises(KeyboardInterrupt):
+            torch.set_num_threads(3)
+            with cpu_threads():
+                raise KeyboardInterrupt
+        assert torch.get_num_threads() == 3
+    finally:
+        torch.set_num_threads(previous)

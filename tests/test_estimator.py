@@ -322,3 +322,28 @@ def test_augment_selection_is_validated(quick_params):
     est = DeepConvEmbeddingClustering(2, augment=("shift", "blur"), **quick_params)
     with pytest.raises(ValueError, match="unknown augmentations \\['blur'\\]"):
         est.fit(np.zeros((10, 16)))
+
+
+def test_fit_and_predict_cap_torch_threads_and_restore_them(digits, quick_params, monkeypatch):
+    """Training and inference run on at most the available cores; the user's setting survives."""
+    from skdcec import _device, _estimator
+
+    seen = []
+
+    def recording_embed(*args, **kwargs):
+        seen.append(torch.get_num_threads())
+        return embed(*args, **kwargs)
+
+    embed = _estimator.embed
+    monkeypatch.setattr(_estimator, "embed", recording_embed)
+    monkeypatch.setattr(_device.joblib, "cpu_count", lambda only_physical_cores=False: 1)
+    previous = torch.get_num_threads()
+    try:
+        torch.set_num_threads(3)
+        est = DeepConvEmbeddingClustering(3, random_state=0, **quick_params).fit(digits[0][:60])
+        assert torch.get_num_threads() == 3
+        est.predict(digits[0][:10])
+        assert torch.get_num_threads() == 3
+    finally:
+        torch.set_num_threads(previous)
+    assert seen and set(seen) == {1}
