@@ -796,6 +796,14 @@ def _rounded(timings):
 def _load_collection(source, reporter, *, size, color, resize, skip_unreadable=False, shown_as=None):
     reporter.info(f"Loading images from {source if shown_as is None else shown_as} ...")
     started = time.perf_counter()
+    display = None
+
+    def show_progress(n_done, n_total):
+        nonlocal display
+        if display is None:
+            display = reporter.progress("loading", n_total, "image")
+        display.update(n_done)
+
     with _notes_from_warnings(reporter):
         try:
             collection = load_images(
@@ -805,9 +813,13 @@ def _load_collection(source, reporter, *, size, color, resize, skip_unreadable=F
                 resize=resize,
                 on_error="skip" if skip_unreadable else "raise",
                 n_jobs=-1,
+                progress=show_progress,
             )
         except (TypeError, ValueError) as exc:
             raise _UserError(str(exc)) from exc
+        finally:
+            if display is not None:
+                display.close()
     n_images = len(collection.filenames)
     reporter.info(
         f"Loaded {n_images} image{'' if n_images == 1 else 's'} as {size[0]}x{size[1]} {color} "

@@ -36,6 +36,8 @@ _DRAFT_OVERSAMPLING = 2
 _QUARTER_TURN_ORIENTATIONS = frozenset({5, 6, 7, 8})
 # Decoded images wait in memory until their chunk is written; this bounds that memory.
 _CHUNK_BYTES = 64 * 2**20
+# ... and at most this many files, so that progress is reported often.
+_CHUNK_FILES = 256
 
 
 def load_images(
@@ -48,6 +50,7 @@ def load_images(
     on_error="raise",
     n_jobs=None,
     out=None,
+    progress=None,
 ):
     """Load image files into one uint8 array of equal-sized images.
 
@@ -121,6 +124,12 @@ def load_images(
         folder and renamed at the end, replacing any existing file; after an
         error or interruption no file, temporary or final, is left behind.
 
+    progress : callable, default=None
+        Called as ``progress(n_done, n_total)`` once before the first file
+        and after every chunk of files (a few hundred at most), with the
+        number of files handled so far, read or skipped, and the number
+        found. Drive a progress bar with it.
+
     Returns
     -------
     collection : :class:`~sklearn.utils.Bunch`
@@ -137,7 +146,8 @@ def load_images(
     Raises
     ------
     TypeError
-        If ``source``, ``size``, ``recursive`` or ``out`` has the wrong type.
+        If ``source``, ``size``, ``recursive``, ``out`` or ``progress`` has
+        the wrong type.
     ValueError
         If a parameter has an invalid value, if ``source`` holds no image
         file, if a file cannot be read and ``on_error="raise"``, or if no file
@@ -207,17 +217,19 @@ def load_images(
             f"(all processors), got {n_jobs!r}."
         )
     out = _check_out(out)
+    if progress is not None and not callable(progress):
+        raise TypeError(f"progress must be None or a callable progress(n_done, n_total), got {progress!r}.")
 
     paths = _find_image_files(source, recursive)
     shape = (len(paths), height, width, 1 if color == "gray" else 3)
     read = partial(_read_file, size=(width, height), color=color, resize=resize)
     if out is None:
         images = np.empty(shape, dtype=np.uint8)
-        filenames, skipped = _read_into(images, paths, read, on_error, n_jobs)
+        filenames, skipped = _read_into(images, paths, read, on_error, n_jobs, progress)
         if skipped:
             images = images[: len(filenames)].copy()
     else:
-        filenames, skipped = _read_into_npy(out, shape, paths, read, on_error, n_jobs)
+        filenames, skipped = _read_into_npy(out, shape, paths, read, on_error, n_jobs, progress)
         images = np.load(out, mmap_mode="r")
 
     if skipped:
@@ -370,7 +382,7 @@ def _is_folder(entry):
         return False
 
 
-def _read_into_npy(out, shape, paths, read, on_error, n_jobs):
+def _read_into_npy(out, shape, paths, read, on_error, n_jobs, progress):
     """Read images into a new ``.npy`` file ``out``, which appears only if complete."""
     folder, name = os.path.split(os.path.abspath(out))
     # Hidden, so that a scan of the folder never takes it for data; random, so
@@ -378,7 +390,7 @@ def _read_into_npy(out, shape, paths, read, on_error, n_jobs):
     unfinished = os.path.join(folder, f".{name}.{secrets.token_hex(8)}.partial")
     try:
         rows = npy_format.open_memmap(unfinished, mode="w+", dtype=np.uint8, shape=shape, version=(1, 0))
-        filenames, skipped = _read_into(rows, paths, read, on_error, n_jobs)
+        filenames, skipped = _read_into(rows, paths, read, on_error, n_jobs, progress)
         rows.flush()
         del rows
         if skipped:
@@ -404,7 +416,7 @@ def _truncate_npy(path, shape):
         file.truncate(data_offset + math.prod(shape))
 
 
-def _read_into(rows, paths, read, on_error, n_jobs):
+def _read_into(rows, paths, read, on_error, n_jobs, progress):
     """Decode ``paths`` in order, writing readable images to consecutive rows.
 
     Returns the paths of the images written and the (path, reason) of each
@@ -412,7 +424,9 @@ def _read_into(rows, paths, read, on_error, n_jobs):
     """
     filenames = []
     skipped = []
-    chunk_size = max(effective_n_jobs(n_jobs), _CHUNK_BYTES // rows[0].nbytes)
+    chunk_size = max(effective_n_jobs(n_jobs), min(_CHUNK_FILES, _CHUNK_BYTES // rows[0].nbytes))
+    if progress is not None:
+        progress(0, len(paths))
     # Threads, not processes: the warning filter below applies to this process
     # only, and Pillow releases the GIL while decoding.
     with Parallel(n_jobs=n_jobs, require="sharedmem") as parallel, warnings.catch_warnings():
@@ -434,6 +448,8 @@ def _read_into(rows, paths, read, on_error, n_jobs):
                     ) from error
                 else:
                     skipped.append((path, _describe(error)))
+            if progress is not None:
+                progress(start + len(chunk), len(paths))
     if not filenames:
         path, reason = skipped[0]
         raise ValueError(f"None of the {len(paths)} image files could be read, such as {path!r}: {reason}.")

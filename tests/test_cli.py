@@ -4,6 +4,7 @@ import csv
 import importlib.metadata
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -215,9 +216,55 @@ def test_progress_goes_to_stderr_as_lines(results):
     _, completed = results
     assert completed.stdout == ""
     assert "Loaded 61 images as 16x16 gray" in completed.stderr
+    assert "loading: image 61/61" in completed.stderr
     assert "pretraining: epoch 2/2" in completed.stderr
     assert "clustering: mini-batch 0/10" in completed.stderr
     assert "\r" not in completed.stderr
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="needs a pseudo-terminal")
+def test_progress_is_bars_on_a_terminal(image_folder, tmp_path):
+    """On a terminal, loading, pretraining and clustering each show a tqdm bar on stderr."""
+    pytest.importorskip("tqdm")
+    import fcntl
+    import pty
+    import select
+    import struct
+    import termios
+
+    controller, terminal = pty.openpty()
+    # A new pseudo-terminal is 0 columns wide until told otherwise; a real one is not.
+    fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 120, 0, 0))
+    process = subprocess.Popen(
+        [sys.executable, "-m", "skdcec", "cluster", str(image_folder), "-k", "3", "--out", str(tmp_path / "out"), *TINY],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=terminal,
+        env=ENV,
+    )
+    os.close(terminal)
+    shown = b""
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([controller], [], [], 1.0)
+        if ready:
+            try:
+                chunk = os.read(controller, 65536)
+            except OSError:  # the child closed the terminal
+                break
+            if not chunk:
+                break
+            shown += chunk
+        elif process.poll() is not None:
+            break
+    os.close(controller)
+    assert process.wait(timeout=60) == 0
+    text = shown.decode("utf-8", "replace")
+    assert "\r" in text and "Traceback" not in text
+    assert re.search(r"loading: 100%.*61/61", text), text
+    assert re.search(r"pretraining: 100%.*2/2", text), text
+    # Joint training may converge before max_iter; its bar then stops short.
+    assert re.search(r"clustering: +\d+%.*\d+/10", text), text
 
 
 def test_several_k_pretrain_once_and_keep_the_best(image_folder, tmp_path):

@@ -628,6 +628,7 @@ def test_bad_sources_are_rejected(tmp_path, source, error, message):
         ({"out": 42}, TypeError, "out must be None or a path"),
         ({"out": "{tmp}/missing/images.npy"}, ValueError, "create .* first"),
         ({"out": "{tmp}"}, ValueError, "is a folder"),
+        ({"progress": "tqdm"}, TypeError, "progress must be None or a callable"),
     ],
 )
 def test_bad_parameters_are_rejected(tmp_path, photo, params, error, message):
@@ -733,3 +734,27 @@ def test_out_is_removed_on_keyboard_interrupt(tmp_path, photo, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         load_images(tmp_path / "images", size=8, out=tmp_path / "collection.npy")
     assert os.listdir(tmp_path) == ["images"]
+
+
+# Progress ---------------------------------------------------------------------------
+
+
+def test_progress_counts_every_file_read_or_skipped(tmp_path, photo, monkeypatch):
+    """progress(n_done, n_total) starts at 0, rises chunk by chunk and ends at the file count."""
+    monkeypatch.setattr(images_module, "_CHUNK_FILES", 2)
+    for i in range(4):
+        save(np.roll(photo, 5 * i, axis=1), tmp_path / f"{i}.png")
+    (tmp_path / "2_broken.png").write_bytes(b"broken")
+    calls = []
+    with pytest.warns(UserWarning, match="Skipped 1 of 5"):
+        load_images(tmp_path, size=8, on_error="skip", progress=lambda done, total: calls.append((done, total)))
+    assert calls == [(0, 5), (2, 5), (4, 5), (5, 5)]
+
+
+def test_progress_caps_the_chunk_size_whatever_the_image_size(tmp_path, photo):
+    """Tiny images still report at least every _CHUNK_FILES files."""
+    for i in range(images_module._CHUNK_FILES + 3):
+        save(photo[:4, :4], tmp_path / f"{i:04d}.png")
+    calls = []
+    load_images(tmp_path, size=4, progress=lambda done, total: calls.append(done))
+    assert calls == [0, images_module._CHUNK_FILES, images_module._CHUNK_FILES + 3]
