@@ -1,7 +1,7 @@
 """
-================================================================
+=================================================================
 Searching n_clusters with GridSearchCV, pretraining once per fold
-================================================================
+=================================================================
 
 :class:`~skdcec.DeepConvEmbeddingClustering` is a scikit-learn estimator, so
 it sits in a :class:`~sklearn.pipeline.Pipeline` and
