@@ -159,11 +159,12 @@ class DeepConvEmbeddingClustering(ClassNamePrefixFeaturesOutMixin, TransformerMi
         Where to cache the pretrained autoencoder. It depends on the data and
         the pretraining parameters but not on ``n_clusters``, so a search
         over ``n_clusters`` with a fixed ``random_state`` pretrains once per
-        data set.
+        data set. With ``random_state=None`` every fit draws a new seed and
+        the cache is never reused.
     random_state : int, RandomState instance or None, default=None
-        Seeds weight initialisation, shuffling and k-means. An int makes
-        results reproducible on the same device. Global random states are
-        never touched.
+        Seeds weight initialisation, shuffling, k-means and augmentation. An
+        int makes results reproducible on the CPU; on a GPU, PyTorch may pick
+        non-deterministic kernels. Global random states are never touched.
     verbose : int, default=0
         0 is silent; 1 reports progress on standard error.
 
