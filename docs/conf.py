@@ -6,7 +6,7 @@ import sys
 # Build the documentation of this checkout, even when another copy is installed.
 sys.path.insert(0, os.path.abspath(".."))
 
-import skdcec  # noqa: E402
+import skdcec
 
 project = "skdcec"
 author = "skdcec developers"

@@ -39,16 +39,16 @@ memory = Memory(cache.name, verbose=0)
 # gamma=1 weighs the clustering loss ten times more than the default, as the
 # painting replication does; it compacts the embedding within the short joint
 # phase this example can afford (210 mini-batches).
-settings = dict(
-    gamma=1.0,
-    pretrain_epochs=40,
-    max_iter=210,
-    update_interval=21,
-    batch_size=128,
-    n_init=5,
-    memory=memory,
-    random_state=0,
-)
+settings = {
+    "gamma": 1.0,
+    "pretrain_epochs": 40,
+    "max_iter": 210,
+    "update_interval": 21,
+    "batch_size": 128,
+    "n_init": 5,
+    "memory": memory,
+    "random_state": 0,
+}
 
 # %%
 # Score every k

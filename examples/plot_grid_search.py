@@ -120,7 +120,9 @@ plt.show()
 
 best = search.best_estimator_
 labels = best.predict(X)
-print(f"refit with k={best['dcec'].n_clusters}: accuracy against the digits {cluster_accuracy(y, labels):.3f}")
+print(
+    f"refit with k={best['dcec'].n_clusters}: accuracy against the digits {cluster_accuracy(y, labels):.3f}"
+)
 print(f"cluster sizes: {np.bincount(labels).tolist()}")
 
 cache.cleanup()

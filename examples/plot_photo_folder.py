@@ -33,8 +33,7 @@ from skdcec.plotting import plot_cluster_montage, plot_prototypes
 
 sample = load_sample_images()
 photos = {
-    os.path.splitext(os.path.basename(path))[0]: image
-    for path, image in zip(sample.filenames, sample.images)
+    os.path.splitext(os.path.basename(path))[0]: image for path, image in zip(sample.filenames, sample.images)
 }
 try:
     from skimage import data as skimage_data

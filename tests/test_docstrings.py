@@ -20,14 +20,18 @@ def _public_functions(module):
     return [
         function
         for name, function in vars(module).items()
-        if inspect.isfunction(function) and not name.startswith("_") and function.__module__ == module.__name__
+        if inspect.isfunction(function)
+        and not name.startswith("_")
+        and function.__module__ == module.__name__
     ]
 
 
 def _public_methods(cls):
     """The public methods ``cls`` defines itself; inherited ones are documented upstream."""
     return [
-        function for name, function in vars(cls).items() if inspect.isfunction(function) and not name.startswith("_")
+        function
+        for name, function in vars(cls).items()
+        if inspect.isfunction(function) and not name.startswith("_")
     ]
 
 
@@ -52,7 +56,8 @@ def _signature_names(function):
     return [
         parameter.name
         for parameter in inspect.signature(function).parameters.values()
-        if parameter.name != "self" and parameter.kind not in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD)
+        if parameter.name != "self"
+        and parameter.kind not in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD)
     ]
 
 
@@ -68,7 +73,8 @@ def test_the_public_names_are_all_covered():
     """The lists below cover the estimator, load, load_images and the public modules."""
     names = {obj.__qualname__ for obj in PUBLIC_NAMES}
     assert {"DeepConvEmbeddingClustering", "load", "load_images", "cluster_accuracy", "main"} <= names
-    assert {f"DeepConvEmbeddingClustering.{method}" for method in ("fit", "predict", "transform", "save")} <= names
+    methods = ("fit", "predict", "transform", "save")
+    assert {f"DeepConvEmbeddingClustering.{method}" for method in methods} <= names
     assert set(skdcec.plotting.__all__) <= names
 
 
@@ -115,11 +121,8 @@ def fitted_estimator():
 
 def test_fitted_attributes_are_documented(fitted_estimator):
     """The Attributes section lists exactly the public attributes that fit sets."""
-    fitted = {
-        name for name in vars(fitted_estimator) if name.endswith("_") and not name.startswith("_")
-    }
+    fitted = {name for name in vars(fitted_estimator) if name.endswith("_") and not name.startswith("_")}
     documented = set(_documented_names(ClassDoc(DeepConvEmbeddingClustering)["Attributes"]))
     assert fitted, "fit set no attribute ending in '_'"
     assert fitted - documented == set(), "fitted but not documented"
     assert documented - fitted == set(), "documented but not set by fit"
-
