@@ -167,11 +167,12 @@ class DeepConvEmbeddingClustering(ClassNamePrefixFeaturesOutMixin, TransformerMi
         Where to cache the pretrained autoencoder. It depends on the data and
         the pretraining parameters but not on ``n_clusters``, so a search
         over ``n_clusters`` with a fixed ``random_state`` pretrains once per
-        data set.
+        data set. With ``random_state=None`` every fit draws a new seed and
+        the cache is never reused.
     random_state : int, RandomState instance or None, default=None
-        Seeds weight initialisation, shuffling and k-means. An int makes
-        results reproducible on the same device. Global random states are
-        never touched.
+        Seeds weight initialisation, shuffling, k-means and augmentation. An
+        int makes results reproducible on the CPU; on a GPU, PyTorch may pick
+        non-deterministic kernels. Global random states are never touched.
     verbose : int, default=0
         0 is silent; 1 reports progress on standard error.
 
@@ -202,7 +203,7 @@ class DeepConvEmbeddingClustering(ClassNamePrefixFeaturesOutMixin, TransformerMi
         Device the model was trained on.
     n_features_in_ : int
         Number of features (pixels times channels) seen during fit.
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+    feature_names_in_ : ndarray of shape (`n_features_in_`,)
         Names of features seen during fit, when ``X`` has string column names.
 
     See Also
@@ -328,6 +329,18 @@ class DeepConvEmbeddingClustering(ClassNamePrefixFeaturesOutMixin, TransformerMi
         -------
         self : DeepConvEmbeddingClustering
             The fitted estimator.
+
+        Examples
+        --------
+        >>> from sklearn.datasets import load_digits
+        >>> from skdcec import DeepConvEmbeddingClustering
+        >>> X = load_digits().images[:100]
+        >>> dcec = DeepConvEmbeddingClustering(3, pretrain_epochs=2, max_iter=10,
+        ...                                    random_state=0).fit(X)
+        >>> dcec.labels_.shape, dcec.cluster_centers_.shape
+        ((100,), (3, 10))
+        >>> sorted(dcec.history_)
+        ['clustering', 'pretrain']
         """
         with cpu_threads():
             return self._fit(X)
@@ -587,6 +600,18 @@ class DeepConvEmbeddingClustering(ClassNamePrefixFeaturesOutMixin, TransformerMi
         -------
         labels : ndarray of shape (n_samples,)
             Cluster index of each image.
+
+        Examples
+        --------
+        >>> from sklearn.datasets import load_digits
+        >>> from skdcec import DeepConvEmbeddingClustering
+        >>> X = load_digits().images[:100]
+        >>> dcec = DeepConvEmbeddingClustering(3, pretrain_epochs=2, max_iter=10,
+        ...                                    random_state=0).fit(X)
+        >>> dcec.predict(X[:5]).shape
+        (5,)
+        >>> bool((dcec.predict(X) == dcec.labels_).all())
+        True
         """
         check_is_fitted(self)
         X, _, _ = self._validate_images(X, reset=False)
@@ -605,6 +630,20 @@ class DeepConvEmbeddingClustering(ClassNamePrefixFeaturesOutMixin, TransformerMi
         -------
         proba : ndarray of shape (n_samples, n_clusters)
             Rows are non-negative and sum to one.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from sklearn.datasets import load_digits
+        >>> from skdcec import DeepConvEmbeddingClustering
+        >>> X = load_digits().images[:100]
+        >>> dcec = DeepConvEmbeddingClustering(3, pretrain_epochs=2, max_iter=10,
+        ...                                    random_state=0).fit(X)
+        >>> proba = dcec.predict_proba(X[:5])
+        >>> proba.shape
+        (5, 3)
+        >>> bool(np.allclose(proba.sum(axis=1), 1.0))
+        True
         """
         check_is_fitted(self)
         X, _, _ = self._validate_images(X, reset=False)
@@ -624,6 +663,18 @@ class DeepConvEmbeddingClustering(ClassNamePrefixFeaturesOutMixin, TransformerMi
         -------
         X_new : ndarray of shape (n_samples, embedding_dim)
             Embeddings; float32 for float32 input, float64 otherwise.
+
+        Examples
+        --------
+        >>> from sklearn.datasets import load_digits
+        >>> from skdcec import DeepConvEmbeddingClustering
+        >>> X = load_digits().images[:100]
+        >>> dcec = DeepConvEmbeddingClustering(3, pretrain_epochs=2, max_iter=10,
+        ...                                    random_state=0).fit(X)
+        >>> dcec.transform(X[:5]).shape
+        (5, 10)
+        >>> dcec.get_feature_names_out()[:2].tolist()
+        ['deepconvembeddingclustering0', 'deepconvembeddingclustering1']
         """
         check_is_fitted(self)
         X, _, _ = self._validate_images(X, reset=False)
@@ -644,6 +695,19 @@ class DeepConvEmbeddingClustering(ClassNamePrefixFeaturesOutMixin, TransformerMi
             Decoded images in the layout and scale of the training input:
             2-D rows, ``(n, height, width)`` or ``(n, height, width, channels)``;
             ``uint8`` when the training images were ``uint8``.
+
+        Examples
+        --------
+        Decode the cluster centres into prototype images, in the layout of
+        the training images (here ``(n, 8, 8)``):
+
+        >>> from sklearn.datasets import load_digits
+        >>> from skdcec import DeepConvEmbeddingClustering
+        >>> X = load_digits().images[:100]
+        >>> dcec = DeepConvEmbeddingClustering(3, pretrain_epochs=2, max_iter=10,
+        ...                                    random_state=0).fit(X)
+        >>> dcec.inverse_transform(dcec.cluster_centers_).shape
+        (3, 8, 8)
         """
         check_is_fitted(self)
         Z = check_array(X, dtype=[np.float64, np.float32])
@@ -687,6 +751,16 @@ class DeepConvEmbeddingClustering(ClassNamePrefixFeaturesOutMixin, TransformerMi
         -------
         score : float
             Mean silhouette coefficient.
+
+        Examples
+        --------
+        >>> from sklearn.datasets import load_digits
+        >>> from skdcec import DeepConvEmbeddingClustering
+        >>> X = load_digits().images[:100]
+        >>> dcec = DeepConvEmbeddingClustering(3, pretrain_epochs=2, max_iter=10,
+        ...                                    random_state=0).fit(X)
+        >>> -1.0 <= dcec.score(X) <= 1.0
+        True
         """
         check_is_fitted(self)
         X, _, _ = self._validate_images(X, reset=False)
@@ -716,6 +790,25 @@ class DeepConvEmbeddingClustering(ClassNamePrefixFeaturesOutMixin, TransformerMi
         -------
         self : DeepConvEmbeddingClustering
             The estimator, unchanged.
+
+        Examples
+        --------
+        >>> import os
+        >>> import tempfile
+        >>> import skdcec
+        >>> from sklearn.datasets import load_digits
+        >>> from skdcec import DeepConvEmbeddingClustering
+        >>> X = load_digits().images[:100]
+        >>> dcec = DeepConvEmbeddingClustering(3, pretrain_epochs=2, max_iter=10,
+        ...                                    random_state=0).fit(X)
+        >>> folder = tempfile.TemporaryDirectory()
+        >>> path = os.path.join(folder.name, "model")
+        >>> _ = dcec.save(path)
+        >>> sorted(os.listdir(path))
+        ['model.json', 'state.pt']
+        >>> skdcec.load(path).n_clusters
+        3
+        >>> folder.cleanup()
         """
         from skdcec._persistence import save
 

@@ -351,6 +351,43 @@ def main(argv=None):
     int
         Exit status: 0 on success, 1 when training diverged, 2 for a user
         error, 130 when interrupted.
+
+    Examples
+    --------
+    Cluster a folder of small PNG files, then assign them to the clusters of
+    the saved model:
+
+    >>> import os
+    >>> import tempfile
+    >>> from PIL import Image
+    >>> from sklearn.datasets import load_sample_images
+    >>> from skdcec.cli import main
+    >>> work = tempfile.TemporaryDirectory()
+    >>> images = os.path.join(work.name, "images")
+    >>> os.mkdir(images)
+    >>> for i, photo in enumerate(2 * load_sample_images().images):
+    ...     for j in range(4):
+    ...         crop = photo[40 * j : 40 * j + 32, 50 * i : 50 * i + 32]
+    ...         Image.fromarray(crop).save(os.path.join(images, f"{i}_{j}.png"))
+    >>> results = os.path.join(work.name, "results")
+    >>> main(["cluster", images, "--n-clusters", "2", "--size", "16",
+    ...       "--pretrain-epochs", "2", "--max-iter", "10", "--out", results,
+    ...       "--quiet"])
+    0
+    >>> sorted(name for name in os.listdir(results) if not name.endswith(".png"))
+    ['clusters.csv', 'model', 'summary.json']
+    >>> csv = os.path.join(work.name, "assigned.csv")
+    >>> main(["predict", results, images, "--out", csv, "--quiet"])
+    0
+    >>> with open(csv) as file:
+    ...     print(file.readline().strip())
+    path,cluster,confidence
+
+    A mistake of the user's is reported on standard error, with status 2:
+
+    >>> main(["predict", os.path.join(work.name, "no-model"), images, "--quiet"])
+    2
+    >>> work.cleanup()
     """
     args = _build_parser().parse_args(argv)
     reporter = _Reporter(quiet=args.quiet)

@@ -203,6 +203,9 @@ def plot_cluster_montage(
 
     Examples
     --------
+    >>> import matplotlib
+    >>> matplotlib.use("Agg")  # draw off-screen, without a window
+    >>> import matplotlib.pyplot as plt
     >>> from sklearn.datasets import load_digits
     >>> from skdcec import DeepConvEmbeddingClustering
     >>> from skdcec.plotting import plot_cluster_montage
@@ -212,6 +215,7 @@ def plot_cluster_montage(
     >>> fig = plot_cluster_montage(est, X, cluster=0, n_images=8)
     >>> len(fig.axes) <= 8
     True
+    >>> plt.close(fig)
     """
     plt = _pyplot()
     check_is_fitted(estimator)
@@ -258,6 +262,9 @@ def plot_prototypes(estimator, *, n_cols=10):
 
     Examples
     --------
+    >>> import matplotlib
+    >>> matplotlib.use("Agg")  # draw off-screen, without a window
+    >>> import matplotlib.pyplot as plt
     >>> from sklearn.datasets import load_digits
     >>> from skdcec import DeepConvEmbeddingClustering
     >>> from skdcec.plotting import plot_prototypes
@@ -267,6 +274,7 @@ def plot_prototypes(estimator, *, n_cols=10):
     >>> fig = plot_prototypes(est)
     >>> [ax.get_title().splitlines()[0] for ax in fig.axes]
     ['cluster 0', 'cluster 1', 'cluster 2']
+    >>> plt.close(fig)
     """
     plt = _pyplot()
     check_is_fitted(estimator)
@@ -307,6 +315,9 @@ def plot_embedding(estimator, images, *, embedding=None, n_thumbnails=60, random
 
     Examples
     --------
+    >>> import matplotlib
+    >>> matplotlib.use("Agg")  # draw off-screen, without a window
+    >>> import matplotlib.pyplot as plt
     >>> from sklearn.datasets import load_digits
     >>> from skdcec import DeepConvEmbeddingClustering
     >>> from skdcec.plotting import plot_embedding
@@ -316,6 +327,7 @@ def plot_embedding(estimator, images, *, embedding=None, n_thumbnails=60, random
     >>> fig = plot_embedding(est, X, n_thumbnails=10)
     >>> fig.axes[0].get_xlabel()
     'principal component 1'
+    >>> plt.close(fig)
     """
     plt = _pyplot()
     from matplotlib.colors import Normalize
@@ -437,6 +449,9 @@ def plot_training_history(estimator):
 
     Examples
     --------
+    >>> import matplotlib
+    >>> matplotlib.use("Agg")  # draw off-screen, without a window
+    >>> import matplotlib.pyplot as plt
     >>> from sklearn.datasets import load_digits
     >>> from skdcec import DeepConvEmbeddingClustering
     >>> from skdcec.plotting import plot_training_history
@@ -446,6 +461,7 @@ def plot_training_history(estimator):
     >>> fig = plot_training_history(est)
     >>> [ax.get_title() for ax in fig.axes]
     ['Pretraining', 'Joint training', 'Label changes']
+    >>> plt.close(fig)
     """
     plt = _pyplot()
     check_is_fitted(estimator)
@@ -547,6 +563,9 @@ def plot_k_selection(
 
     Examples
     --------
+    >>> import matplotlib
+    >>> matplotlib.use("Agg")  # draw off-screen, without a window
+    >>> import matplotlib.pyplot as plt
     >>> from sklearn.datasets import load_digits
     >>> from skdcec import DeepConvEmbeddingClustering
     >>> from skdcec.metrics import embedding_calinski_harabasz_score
@@ -561,6 +580,7 @@ def plot_k_selection(
     >>> fig = plot_k_selection(ks, silhouettes, indices, best=3)
     >>> [ax.get_ylabel() for ax in fig.axes]
     ['silhouette', 'Calinski-Harabasz index']
+    >>> plt.close(fig)
     """
     plt = _pyplot()
     ks = np.asarray(n_clusters)
