@@ -440,8 +440,9 @@ class DeepConvEmbeddingClustering(ClassNamePrefixFeaturesOutMixin, TransformerMi
             collapsed_sizes = result.history[-1]["cluster_sizes"]
             warnings.warn(
                 f"Clusters emptied out during joint training (sizes {collapsed_sizes}); "
-                f"training stopped at iteration {result.n_iter} and kept the last "
-                f"solution before the collapse (sizes {sizes.tolist()}). Try a smaller "
+                f"training stopped at iteration {result.n_iter} and went back to the "
+                f"solution of iteration {result.restored_iter}, the last before the "
+                f"collapse (sizes {sizes.tolist()}). Try a smaller "
                 "learning_rate or gamma, longer pretraining, or fewer clusters.",
                 ConvergenceWarning,
             )

@@ -154,11 +154,14 @@ class ClusteringResult:
     labels : torch.Tensor of shape (n_samples,)
         Cluster of every sample under the final weights.
     n_iter : int
-        Mini-batches trained.
+        Mini-batches trained, in all.
     converged : bool
         Whether the label-change fraction fell below ``tol``.
     collapsed : bool
         Whether training stopped because a cluster emptied out.
+    restored_iter : int
+        Mini-batches behind the returned weights: ``n_iter`` unless a
+        collapse made training return to the last update before it.
     history : list of dict
         One record per target update.
     """
@@ -167,6 +170,7 @@ class ClusteringResult:
     n_iter: int
     converged: bool
     collapsed: bool
+    restored_iter: int
     history: list = field(default_factory=list)
 
 
@@ -325,10 +329,11 @@ def train_clustering(
         steps_since_update += 1
         iteration += 1
 
+    restored_iter = iteration
     if collapsed:
-        state, labels, iteration = healthy_state
+        state, labels, restored_iter = healthy_state
         modules.load_state_dict(state)
-    return ClusteringResult(labels, iteration, converged, collapsed, history)
+    return ClusteringResult(labels, iteration, converged, collapsed, restored_iter, history)
 
 
 def _mean_or_none(total, count):
