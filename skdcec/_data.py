@@ -9,8 +9,6 @@ from skdcec._device import memory_format
 
 # Rows read per chunk when statistics are gathered from a collection.
 STATISTICS_CHUNK_SIZE = 4096
-# Bytes read through a file mapping between two releases of its pages.
-MAPPED_BYTES_PER_RELEASE = 64 * 2**20
 
 
 def _shared_file_mapping(X):
@@ -18,10 +16,12 @@ def _shared_file_mapping(X):
 
     Pages read through a mapping stay in the process's resident memory until
     it is unmapped, so an epoch over a memory-mapped collection would end with
-    all of it resident. A shared mapping's pages can be dropped from the
-    process (they stay in the page cache, and are read back on the next
-    touch); a copy-on-write one's cannot, as that would discard the user's
-    private changes.
+    all of it resident. Worse, a page fault maps the whole page-cache folio
+    around the page (up to 2 MB on current Linux file systems), so a batch of
+    scattered rows can map tens of times its own size. A shared mapping's
+    pages can be dropped from the process after every batch (they stay in the
+    page cache, and are read back on the next touch); a copy-on-write one's
+    cannot, as that would discard the user's private changes.
     """
     if not hasattr(mmap, "MADV_DONTNEED"):
         return None
@@ -111,7 +111,6 @@ class ImageBatches:
             self._scale = torch.as_tensor(1.0 / std, dtype=torch.float32, device=device)
         self._resident = self._make_resident()
         self._mapping = None if self._resident is not None else _shared_file_mapping(X)
-        self._mapped_bytes_read = 0
 
     def _make_resident(self):
         if self.device.type != "cuda":
@@ -151,7 +150,7 @@ class ImageBatches:
             index = torch.as_tensor(indices, device=self.device)
             return self._normalise(self._resident.index_select(0, index))
         rows = np.take(self.X, np.asarray(indices), axis=0)
-        self._count_mapped_read(rows.nbytes)
+        self._release_mapped_pages()
         return self._normalise(self._host_to_device(rows))
 
     def slice(self, start, stop):
@@ -169,17 +168,13 @@ class ImageBatches:
         if self._resident is not None:
             return self._normalise(self._resident[start:stop])
         rows = np.array(self.X[start:stop], copy=True)
-        self._count_mapped_read(rows.nbytes)
+        self._release_mapped_pages()
         return self._normalise(self._host_to_device(rows))
 
-    def _count_mapped_read(self, n_bytes):
-        """Drop a memory map's pages from resident memory every so many bytes read."""
-        if self._mapping is None:
-            return
-        self._mapped_bytes_read += n_bytes
-        if self._mapped_bytes_read >= MAPPED_BYTES_PER_RELEASE:
+    def _release_mapped_pages(self):
+        """Drop the pages a batch mapped in from a memory map (a few microseconds)."""
+        if self._mapping is not None:
             self._mapping.madvise(mmap.MADV_DONTNEED)
-            self._mapped_bytes_read = 0
 
     def _host_to_device(self, rows):
         tensor = torch.from_numpy(rows)
