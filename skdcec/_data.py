@@ -9,6 +9,8 @@ from skdcec._device import memory_format
 
 # Rows read per chunk when statistics are gathered from a collection.
 STATISTICS_CHUNK_SIZE = 4096
+# Scattered rows read from a memory map between two releases of its pages.
+MAPPED_ROWS_PER_RELEASE = 16
 
 
 def _shared_file_mapping(X):
@@ -149,8 +151,16 @@ class ImageBatches:
         if self._resident is not None:
             index = torch.as_tensor(indices, device=self.device)
             return self._normalise(self._resident.index_select(0, index))
-        rows = np.take(self.X, np.asarray(indices), axis=0)
-        self._release_mapped_pages()
+        indices = np.asarray(indices)
+        if self._mapping is None:
+            rows = np.take(self.X, indices, axis=0)
+        else:
+            # Each scattered row can map a 2 MB folio: release every few rows.
+            rows = np.empty((len(indices), self.X.shape[1]), dtype=self.X.dtype)
+            for start in range(0, len(indices), MAPPED_ROWS_PER_RELEASE):
+                part = slice(start, start + MAPPED_ROWS_PER_RELEASE)
+                np.take(self.X, indices[part], axis=0, out=rows[part])
+                self._release_mapped_pages()
         return self._normalise(self._host_to_device(rows))
 
     def slice(self, start, stop):
@@ -172,7 +182,7 @@ class ImageBatches:
         return self._normalise(self._host_to_device(rows))
 
     def _release_mapped_pages(self):
-        """Drop the pages a batch mapped in from a memory map (a few microseconds)."""
+        """Drop the pages that reads mapped in from a memory map (a few microseconds)."""
         if self._mapping is not None:
             self._mapping.madvise(mmap.MADV_DONTNEED)
 
