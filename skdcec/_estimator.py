@@ -27,6 +27,8 @@ from skdcec._training import embed, pretrain, train_clustering
 # activation stays a few hundred MB whatever the image size.
 INFERENCE_PIXELS_PER_BATCH = 2**23
 MAX_INFERENCE_BATCH_SIZE = 8192
+# Elements of the largest temporary of the soft assignment at inference (float64).
+SOFT_ASSIGNMENT_ELEMENTS = 2**22
 # Silhouette is quadratic in the number of samples: score on a subsample above this.
 SILHOUETTE_SAMPLE_SIZE = 10_000
 # Bytes of input checked at a time for NaN, infinity and range.
@@ -661,21 +663,31 @@ class DeepConvEmbeddingClustering(ClassNamePrefixFeaturesOutMixin, TransformerMi
     def _inference_device(self):
         return next(self.autoencoder_.parameters()).device
 
-    def _embed(self, X):
-        """Embeddings of validated 2-D ``X`` as a float32 tensor."""
+    def _embeddings(self, X):
+        """Embeddings of validated 2-D ``X``, as float32 tensors, one inference batch at a time.
+
+        Memory stays that of one batch however many rows ``X`` (a memory map,
+        say) has.
+        """
         device = self._inference_device()
-        data = ImageBatches(X, self.image_shape_, self.input_mean_, self.input_scale_, device)
-        return embed(
-            self.autoencoder_,
-            data,
-            batch_size=self._inference_batch_size(self.autoencoder_),
-            precision=autocast_dtype(self.precision, device),
-        )
+        batch_size = self._inference_batch_size(self.autoencoder_)
+        precision = autocast_dtype(self.precision, device)
+        for start in range(0, X.shape[0], batch_size):
+            data = ImageBatches(
+                X[start : start + batch_size], self.image_shape_, self.input_mean_, self.input_scale_, device
+            )
+            yield embed(self.autoencoder_, data, batch_size=batch_size, precision=precision)
+
+    def _embed(self, X):
+        """Embeddings of validated 2-D ``X`` as one float32 tensor."""
+        return torch.cat(list(self._embeddings(X)))
 
     def _log_proba(self, z):
         """Log soft assignment of embeddings ``z`` to the fitted centres."""
         centers = torch.as_tensor(self.cluster_centers_, dtype=torch.float32, device=z.device)
-        return log_soft_assignment(z, centers, self.alpha)
+        # The computation holds rows x n_clusters x embedding_dim differences.
+        rows = max(1, SOFT_ASSIGNMENT_ELEMENTS // centers.numel())
+        return torch.cat([log_soft_assignment(part, centers, self.alpha) for part in z.split(rows)])
 
     def predict(self, X):
         """Cluster of each image: the most probable centre under ``q``.
@@ -693,7 +705,8 @@ class DeepConvEmbeddingClustering(ClassNamePrefixFeaturesOutMixin, TransformerMi
         """
         check_is_fitted(self)
         X, _, _ = self._validate_images(X)
-        return self._log_proba(self._embed(X)).argmax(dim=1).cpu().numpy().astype(np.intp)
+        labels = [self._log_proba(z).argmax(dim=1).cpu().numpy() for z in self._embeddings(X)]
+        return np.concatenate(labels).astype(np.intp)
 
     def predict_proba(self, X):
         """Student's t soft assignment ``q`` of each image to each cluster.
@@ -711,7 +724,7 @@ class DeepConvEmbeddingClustering(ClassNamePrefixFeaturesOutMixin, TransformerMi
         """
         check_is_fitted(self)
         X, _, _ = self._validate_images(X)
-        proba = self._log_proba(self._embed(X)).double().exp().cpu().numpy()
+        proba = np.concatenate([self._log_proba(z).double().exp().cpu().numpy() for z in self._embeddings(X)])
         return proba / proba.sum(axis=1, keepdims=True)
 
     def transform(self, X):

@@ -409,6 +409,39 @@ def test_any_memory_layout_gives_the_same_model(layout, dtype, quick_params, tmp
     np.testing.assert_array_equal(est.transform(same), reference.transform(X))
 
 
+def test_inference_streams_in_bounded_chunks(digits, quick_params, monkeypatch):
+    """predict, predict_proba and transform work a bounded chunk at a time and match whole-array results."""
+    from skdcec import _estimator
+
+    X = digits[0][:50]
+    est = _fit(X, **quick_params)
+    labels, proba, embedding = est.predict(X), est.predict_proba(X), est.transform(X)
+    rows_seen = []
+    original = _estimator.log_soft_assignment
+
+    def spy(z, centers, alpha):
+        rows_seen.append(len(z))
+        return original(z, centers, alpha)
+
+    batch_sizes = []
+
+    class SpyBatches(_estimator.ImageBatches):
+        def __init__(self, X, *args):
+            batch_sizes.append(len(X))
+            super().__init__(X, *args)
+
+    monkeypatch.setattr(_estimator, "MAX_INFERENCE_BATCH_SIZE", 7)
+    monkeypatch.setattr(_estimator, "SOFT_ASSIGNMENT_ELEMENTS", 2 * 3 * 10)
+    monkeypatch.setattr(_estimator, "log_soft_assignment", spy)
+    monkeypatch.setattr(_estimator, "ImageBatches", SpyBatches)
+    est.set_params(batch_size=1)
+    np.testing.assert_array_equal(est.predict(X), labels)
+    np.testing.assert_allclose(est.predict_proba(X), proba, rtol=1e-6)
+    np.testing.assert_allclose(est.transform(X), embedding, rtol=1e-6)
+    assert max(rows_seen) == 2 and sum(rows_seen) == 2 * len(X)
+    assert max(batch_sizes) == 7 and sum(batch_sizes) == 3 * len(X)
+
+
 def test_unavailable_cuda_is_a_clear_error(quick_params):
     """Asking for CUDA on a machine without it says so instead of failing inside torch."""
     if torch.cuda.is_available():
