@@ -20,8 +20,7 @@ from sklearn.datasets import load_digits
 from sklearn.exceptions import ConvergenceWarning
 
 import skdcec
-from skdcec import DeepConvEmbeddingClustering, load
-from skdcec import cli
+from skdcec import DeepConvEmbeddingClustering, cli, load
 from skdcec._device import resolve_device
 from skdcec.cli import main
 from skdcec.images import load_images
@@ -401,7 +400,7 @@ def test_interrupted_overwrite_keeps_the_old_results(results, image_folder, tmp_
 
 def test_fuzzed_corpus_is_skipped_file_by_file_and_nothing_leaves_out(fuzzed_folder, capsys):
     """Broken files are refused by name, or skipped with reasons; nothing is written outside --out, nothing copied in through a link."""
-    folder, outside, expected = fuzzed_folder
+    folder, _, expected = fuzzed_folder
     root = folder.parent
     out = root / "results"
     before = _tree(root)
