@@ -5,8 +5,8 @@ Two measurements, each in its own process so that peak memory is its own:
 - ``fit``: fits and predicts on ``--n-fit`` (100,000) structured 28x28 uint8
   images: scikit-learn's 8x8 digits upscaled, shifted by up to 2 pixels and
   noised, made in chunks. Reports wall times and the peak resident memory
-  (``ru_maxrss``), also as its increase over the process before the data
-  were made. The images themselves take ``n * 784`` bytes.
+  (``VmHWM``, or ``ru_maxrss`` without ``/proc``), also as its increase over
+  the process before the data were made. The images themselves take ``n * 784`` bytes.
 - ``predict``: writes ``--predict-rows`` (250,000 and 1,000,000) such images
   to a uint8 ``.npy`` file, opens it as a read-only memory map and predicts
   with a model fitted on 10,000 of them. Reports the peak increase of
@@ -14,7 +14,7 @@ Two measurements, each in its own process so that peak memory is its own:
   anonymous memory (what the process allocated) and file-backed pages of the
   memory map (reclaimable page cache that the kernel keeps mapped while
   memory is plentiful, so it grows with whatever was read), sampled every
-  10 ms from ``/proc/self/status``, and ``ru_maxrss``. Streaming predict
+  10 ms from ``/proc/self/status``, and the peak resident memory. Streaming predict
   means the anonymous increase does not grow with the number of rows beyond
   the output itself (labels, and the embeddings' 4 bytes per dimension and
   row).
@@ -50,20 +50,33 @@ def _kib_to_mib(kib):
     return round(kib / 1024, 1)
 
 
-def _peak_rss_mib():
-    # ru_maxrss is in KiB on Linux.
-    return _kib_to_mib(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
-
-
-def _status_mib():
-    """Current anonymous and file-backed resident memory of this process, in MiB."""
+def _status_kib(*keys):
     values = {}
     with open("/proc/self/status") as status:
         for line in status:
             key, _, rest = line.partition(":")
-            if key in ("RssAnon", "RssFile"):
+            if key in keys:
                 values[key] = int(rest.split()[0])
-    return _kib_to_mib(values["RssAnon"]), _kib_to_mib(values["RssFile"])
+    return [values[key] for key in keys]
+
+
+def _peak_rss_mib():
+    """Peak resident memory of this process, in MiB.
+
+    ``ru_maxrss`` (KiB on Linux) starts a child process at its parent's peak,
+    which here held the data being written; ``VmHWM`` is the peak of this
+    process image alone, so it is used where there is one.
+    """
+    try:
+        (peak,) = _status_kib("VmHWM")
+    except OSError:
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return _kib_to_mib(peak)
+
+
+def _status_mib():
+    """Current anonymous and file-backed resident memory of this process, in MiB."""
+    return tuple(_kib_to_mib(value) for value in _status_kib("RssAnon", "RssFile"))
 
 
 class _Sampler:
@@ -206,7 +219,7 @@ def measure_predict(args):
         "output_mib": round(labels.nbytes / 2**20, 1),
         "peak_anon_increase_mib": round(sampler.peak_anon - baseline_anon, 1),
         "peak_file_backed_increase_mib": round(sampler.peak_file - baseline_file, 1),
-        "ru_maxrss_increase_mib": round(_peak_rss_mib() - baseline_rss, 1),
+        "peak_rss_increase_mib": round(_peak_rss_mib() - baseline_rss, 1),
     }
 
 
@@ -228,6 +241,7 @@ def main():
     parser.add_argument("--max-iter", type=int, default=100)
     parser.add_argument("--update-interval", type=int, default=50)
     parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--parts", nargs="+", choices=["fit", "predict"], default=["fit", "predict"])
     parser.add_argument("--json", help="also write the figures to this file")
     parser.add_argument("--mode", choices=["all", "fit", "predict"], default="all", help=argparse.SUPPRESS)
     parser.add_argument("--n", type=int, help=argparse.SUPPRESS)
@@ -243,8 +257,12 @@ def main():
         return
 
     report = {"OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS"), "cpu_count": os.cpu_count()}
-    report["fit"] = _run_child("fit", args, ["--n-fit", str(args.n_fit)])
-    print(json.dumps({"fit": report["fit"]}, indent=2), flush=True)
+    if "fit" in args.parts:
+        report["fit"] = _run_child("fit", args, ["--n-fit", str(args.n_fit)])
+        print(json.dumps({"fit": report["fit"]}, indent=2), flush=True)
+    if "predict" not in args.parts:
+        _write(report, args.json)
+        return
     report["predict"] = []
     with tempfile.TemporaryDirectory(prefix="skdcec-bench-load-") as folder:
         largest = max(args.predict_rows)
@@ -272,8 +290,12 @@ def main():
             print(json.dumps(record, indent=2), flush=True)
             if path != data_path:
                 os.remove(path)
-    if args.json:
-        with open(args.json, "w") as file:
+    _write(report, args.json)
+
+
+def _write(report, path):
+    if path:
+        with open(path, "w") as file:
             json.dump(report, file, indent=2)
 
 

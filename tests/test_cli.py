@@ -407,8 +407,9 @@ def test_fuzzed_corpus_is_skipped_file_by_file_and_nothing_leaves_out(fuzzed_fol
 
     assert run_here("cluster", folder, "-k", "2", "--out", out, "--copy-to-folders", *TINY) == 2
     error_lines = [line for line in capsys.readouterr().err.splitlines() if "error:" in line]
+    # The first broken file in path order, named with its cause.
     assert len(error_lines) == 1 and "Cannot read image file" in error_lines[0]
-    assert f"{folder}{os.sep}" in error_lines[0]
+    assert repr(str(folder / "empty.png")) in error_lines[0] and "empty (0 bytes)" in error_lines[0]
     assert _tree(root) == before
 
     arguments = ["-k", "2", "--out", out, "--skip-unreadable", "--copy-to-folders", *TINY]
