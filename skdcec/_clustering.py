@@ -86,7 +86,10 @@ def target_distribution(q):
     tensor([[0.3000, 0.7000],
             [0.9720, 0.0280]])
     """
-    weight = q.square() / q.sum(dim=0)
+    # A cluster far from every sample has q underflow to 0 in its whole
+    # column: its weights are then 0, not 0 / 0.
+    frequency = q.sum(dim=0).clamp_min(torch.finfo(q.dtype).tiny)
+    weight = q.square() / frequency
     return weight / weight.sum(dim=1, keepdim=True)
 
 

@@ -6,6 +6,7 @@ import warnings
 from numbers import Integral, Real
 
 import numpy as np
+import scipy.sparse as sp
 import torch
 from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixin, _fit_context
 from sklearn.cluster import KMeans
@@ -34,8 +35,48 @@ from skdcec._training import embed, pretrain, train_clustering
 # pixels) stays near 64 MB whatever the image size.
 INFERENCE_PIXELS_PER_BATCH = 2**21
 MAX_INFERENCE_BATCH_SIZE = 8192
+# Elements of the largest temporary of the soft assignment at inference (float64).
+SOFT_ASSIGNMENT_ELEMENTS = 2**22
 # Silhouette is quadratic in the number of samples: score on a subsample above this.
 SILHOUETTE_SAMPLE_SIZE = 10_000
+# Bytes of input checked at a time for NaN, infinity and range.
+VALUE_CHECK_BYTES = 2**24
+# The network computes in float32: larger inputs would overflow on the way in.
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def _check_values(X):
+    """Raise a ValueError naming the first row of ``X`` with NaN, infinity or an out-of-range value.
+
+    ``X`` is read in chunks, so a memory-mapped collection is never copied whole.
+    """
+    if X.dtype == np.uint8:
+        return
+    rows_per_chunk = max(1, VALUE_CHECK_BYTES // max(1, X.itemsize * X.shape[1]))
+    for start in range(0, X.shape[0], rows_per_chunk):
+        chunk = np.asarray(X[start : start + rows_per_chunk])
+        # Comparisons with NaN are false: one test covers NaN, infinity and range.
+        if -FLOAT32_MAX <= chunk.min() and chunk.max() <= FLOAT32_MAX:
+            continue
+        for offset, row in enumerate(chunk):
+            if np.isnan(row).any():
+                problem = "NaN"
+            elif np.isinf(row).any():
+                problem = "infinity"
+            elif np.abs(row).max() > FLOAT32_MAX:
+                raise ValueError(
+                    f"Input X holds a value of magnitude {np.abs(row).max():.3g} in row "
+                    f"{start + offset}, beyond the float32 range (+-{FLOAT32_MAX:.3g}) the "
+                    "network computes in. Divide X by a constant: inputs are standardised, "
+                    "so the clustering does not depend on their scale."
+                )
+            else:
+                continue
+            raise ValueError(
+                f"Input X contains {problem} in row {start + offset}. Images must be finite "
+                "numbers: drop those rows, or replace the values (np.nan_to_num, or "
+                "sklearn.impute.SimpleImputer in a pipeline)."
+            )
 
 
 def _pretrained_autoencoder_state(
@@ -346,7 +387,11 @@ class DeepConvEmbeddingClustering(ClassNamePrefixFeaturesOutMixin, TransformerMi
             return self._fit(X)
 
     def _fit(self, X):
-        X, image_shape, input_ndim = self._validate_images(X, reset=True)
+        # validate_data records n_features_in_ and feature_names_in_ on the
+        # estimator it checks: record them on a blank twin, and copy them over
+        # only once training has succeeded.
+        features = type(self)()
+        X, image_shape, input_ndim = self._validate_images(X, record_on=features)
         n_samples = X.shape[0]
         if n_samples < self.n_clusters:
             raise ValueError(
@@ -430,6 +475,11 @@ class DeepConvEmbeddingClustering(ClassNamePrefixFeaturesOutMixin, TransformerMi
         self.input_mean_ = mean
         self.input_scale_ = std
         self.device_ = device
+        self.n_features_in_ = features.n_features_in_
+        if hasattr(features, "feature_names_in_"):
+            self.feature_names_in_ = features.feature_names_in_
+        elif hasattr(self, "feature_names_in_"):
+            del self.feature_names_in_
         self._input_ndim = input_ndim
         self._input_dtype = X.dtype
         return self
@@ -504,32 +554,61 @@ class DeepConvEmbeddingClustering(ClassNamePrefixFeaturesOutMixin, TransformerMi
 
     # ----------------------------------------------------------- validation
 
-    def _validate_images(self, X, *, reset):
-        """Validate ``X`` and return it 2-D, with its image shape and ndim."""
-        ndim = getattr(X, "ndim", None)
+    def _validate_images(self, X, *, record_on=None):
+        """Validate ``X``; return it 2-D, with its image shape and ndim.
+
+        ``record_on`` is the estimator on which ``validate_data`` records the
+        features of ``X`` when fitting (a blank twin, so that an interrupted
+        fit leaves this estimator as it was); ``None`` checks ``X`` against the
+        features recorded on this fitted estimator.
+        """
+        reset = record_on is not None
+        if getattr(X, "ndim", None) is None:
+            # Nested lists (of rows, images or PIL images) are arrays too.
+            X = np.asarray(X)
+        X = self._check_dtype(X)
+        ndim = X.ndim
         nd_shape = None
         if ndim in (3, 4):
             nd_shape = tuple(X.shape[1:]) if ndim == 4 else (*X.shape[1:], 1)
-            X = np.reshape(X, (X.shape[0], -1))
-        elif ndim is not None and ndim > 4:
+            if 0 in nd_shape:
+                raise ValueError(
+                    f"X holds images of shape {tuple(X.shape[1:])}, which have no pixels; "
+                    "pass images whose height, width and channels are at least 1."
+                )
+            if not reset and nd_shape != self.image_shape_:
+                raise ValueError(self._shape_mismatch(nd_shape))
+            X = np.reshape(X, (X.shape[0], math.prod(nd_shape)))
+        elif ndim < 2:
+            # The start of the message is scikit-learn's own.
+            raise ValueError(
+                f"Expected 2D array, got {ndim}D array instead. Reshape your data to one image "
+                "per row: (n_samples, n_features), (n_samples, height, width) or (n_samples, "
+                "height, width, channels); X.reshape(1, -1) makes one flattened image a row."
+            )
+        elif ndim > 4:
             raise ValueError(
                 f"X has {ndim} dimensions; pass (n_samples, n_features), "
                 "(n_samples, height, width) or (n_samples, height, width, channels)."
             )
+        elif ndim == 2 and not reset and not sp.issparse(X) and X.shape[1] != self.n_features_in_:
+            # The start of the message is scikit-learn's own.
+            raise ValueError(
+                f"X has {X.shape[1]} features, but {type(self).__name__} is expecting "
+                f"{self.n_features_in_} features as input: one flattened image of shape "
+                f"{self.image_shape_} per row. Resize the images to the training shape."
+            )
         X = validate_data(
-            self,
+            record_on if reset else self,
             X,
             reset=reset,
             dtype=[np.float64, np.float32, np.uint8],
             ensure_min_samples=1,
+            ensure_all_finite=False,
         )
+        _check_values(X)
         if not reset:
-            if nd_shape is not None and nd_shape != self.image_shape_:
-                raise ValueError(
-                    f"X holds images of shape {nd_shape} but the model was fitted on "
-                    f"{self.image_shape_}; resize the images to the training shape."
-                )
-            return X, self.image_shape_, ndim or 2
+            return X, self.image_shape_, ndim
         if nd_shape is not None:
             if self.image_shape is not None and tuple(self._complete(self.image_shape)) != nd_shape:
                 raise ValueError(
@@ -538,6 +617,44 @@ class DeepConvEmbeddingClustering(ClassNamePrefixFeaturesOutMixin, TransformerMi
                 )
             return X, nd_shape, ndim
         return X, self._plan_image_shape(X.shape[1]), 2
+
+    @staticmethod
+    def _check_dtype(X):
+        """Refuse complex and text arrays; turn object arrays of numbers into floats."""
+        dtype = getattr(X, "dtype", None)
+        if not isinstance(dtype, np.dtype):
+            return X
+        if dtype.kind == "c":
+            raise ValueError(
+                f"Complex data not supported: X has dtype {dtype}, but images are real. "
+                "Pass np.abs(X) or X.real."
+            )
+        if dtype.kind in "USV":
+            raise ValueError(
+                f"X has dtype {dtype}, which holds text or raw bytes, not pixel values; "
+                "pass images as numbers: uint8 pixels or floats."
+            )
+        if dtype.kind == "O":
+            try:
+                return np.asarray(X, dtype=np.float64)
+            except ValueError as exc:
+                # A TypeError (an element that is no string or number) passes
+                # through as NumPy words it.
+                raise ValueError(
+                    f"X has dtype object and holds values that are not numbers ({exc}); "
+                    "pass images as numbers: uint8 pixels or floats."
+                ) from exc
+        return X
+
+    def _shape_mismatch(self, nd_shape):
+        """Say how images of ``nd_shape`` differ from the training images, and the fix."""
+        fitted = self.image_shape_
+        if nd_shape[2] != fitted[2]:
+            color = {1: " (load_images(color='gray'))", 3: " (load_images(color='rgb'))"}.get(fitted[2], "")
+            fix = f"convert the images to {fitted[2]} channel(s){color}"
+        else:
+            fix = f"resize the images to the training shape, {fitted[0]}x{fitted[1]}"
+        return f"X holds images of shape {nd_shape} but the model was fitted on {fitted}; {fix}."
 
     @staticmethod
     def _complete(image_shape):
@@ -571,22 +688,33 @@ class DeepConvEmbeddingClustering(ClassNamePrefixFeaturesOutMixin, TransformerMi
     def _inference_device(self):
         return next(self.autoencoder_.parameters()).device
 
-    def _embed(self, X):
-        """Embeddings of validated 2-D ``X`` as a float32 tensor."""
+    def _embeddings(self, X):
+        """Embeddings of validated 2-D ``X``, as float32 tensors, one inference batch at a time.
+
+        Memory stays that of one batch however many rows ``X`` (a memory map,
+        say) has.
+        """
         device = self._inference_device()
-        data = ImageBatches(X, self.image_shape_, self.input_mean_, self.input_scale_, device)
-        with cpu_threads():
-            return embed(
-                self.autoencoder_,
-                data,
-                batch_size=self._inference_batch_size(self.autoencoder_),
-                precision=autocast_dtype(self.precision, device),
+        batch_size = self._inference_batch_size(self.autoencoder_)
+        precision = autocast_dtype(self.precision, device)
+        for start in range(0, X.shape[0], batch_size):
+            data = ImageBatches(
+                X[start : start + batch_size], self.image_shape_, self.input_mean_, self.input_scale_, device
             )
+            with cpu_threads():
+                z = embed(self.autoencoder_, data, batch_size=batch_size, precision=precision)
+            yield z
+
+    def _embed(self, X):
+        """Embeddings of validated 2-D ``X`` as one float32 tensor."""
+        return torch.cat(list(self._embeddings(X)))
 
     def _log_proba(self, z):
         """Log soft assignment of embeddings ``z`` to the fitted centres."""
         centers = torch.as_tensor(self.cluster_centers_, dtype=torch.float32, device=z.device)
-        return log_soft_assignment(z, centers, self.alpha)
+        # The computation holds rows x n_clusters x embedding_dim differences.
+        rows = max(1, SOFT_ASSIGNMENT_ELEMENTS // centers.numel())
+        return torch.cat([log_soft_assignment(part, centers, self.alpha) for part in z.split(rows)])
 
     def predict(self, X):
         """Cluster of each image: the most probable centre under ``q``.
@@ -615,8 +743,9 @@ class DeepConvEmbeddingClustering(ClassNamePrefixFeaturesOutMixin, TransformerMi
         True
         """
         check_is_fitted(self)
-        X, _, _ = self._validate_images(X, reset=False)
-        return self._log_proba(self._embed(X)).argmax(dim=1).cpu().numpy().astype(np.intp)
+        X, _, _ = self._validate_images(X)
+        labels = [self._log_proba(z).argmax(dim=1).cpu().numpy() for z in self._embeddings(X)]
+        return np.concatenate(labels).astype(np.intp)
 
     def predict_proba(self, X):
         """Student's t soft assignment ``q`` of each image to each cluster.
@@ -647,8 +776,8 @@ class DeepConvEmbeddingClustering(ClassNamePrefixFeaturesOutMixin, TransformerMi
         True
         """
         check_is_fitted(self)
-        X, _, _ = self._validate_images(X, reset=False)
-        proba = self._log_proba(self._embed(X)).double().exp().cpu().numpy()
+        X, _, _ = self._validate_images(X)
+        proba = np.concatenate([self._log_proba(z).double().exp().cpu().numpy() for z in self._embeddings(X)])
         return proba / proba.sum(axis=1, keepdims=True)
 
     def transform(self, X):
@@ -678,7 +807,7 @@ class DeepConvEmbeddingClustering(ClassNamePrefixFeaturesOutMixin, TransformerMi
         ['deepconvembeddingclustering0', 'deepconvembeddingclustering1']
         """
         check_is_fitted(self)
-        X, _, _ = self._validate_images(X, reset=False)
+        X, _, _ = self._validate_images(X)
         dtype = np.float32 if X.dtype == np.float32 else np.float64
         return self._embed(X).cpu().numpy().astype(dtype)
 
@@ -764,7 +893,7 @@ class DeepConvEmbeddingClustering(ClassNamePrefixFeaturesOutMixin, TransformerMi
         True
         """
         check_is_fitted(self)
-        X, _, _ = self._validate_images(X, reset=False)
+        X, _, _ = self._validate_images(X)
         z = self._embed(X)
         labels = self._log_proba(z).argmax(dim=1).cpu().numpy()
         n_labels = len(np.unique(labels))

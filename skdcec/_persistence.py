@@ -241,7 +241,8 @@ def atomic_folder(path, *, overwrite, replaceable):
     rename stays on one file system. If the block raises (or is interrupted),
     the temporary folder is removed and ``path`` is left as it was. With
     ``overwrite``, an existing ``path`` for which ``replaceable(path)`` is true
-    is moved aside, replaced and then deleted.
+    is moved aside, replaced and then deleted; a symbolic link at ``path`` is
+    replaced itself, and what it points to is left alone.
 
     Parameters
     ----------
@@ -300,7 +301,11 @@ def _move_into_place(unfinished, path):
     except BaseException:
         os.replace(aside, path)
         raise
-    shutil.rmtree(aside, ignore_errors=True)
+    # A symbolic link that stood at ``path`` is replaced, never its target.
+    if os.path.islink(aside):
+        os.remove(aside)
+    else:
+        shutil.rmtree(aside, ignore_errors=True)
 
 
 # ------------------------------------------------------------------ reading

@@ -44,3 +44,87 @@ def rgb_images():
         left = rng.integers(photo.shape[1] - 10)
         crops.append(photo[top : top + 12, left : left + 10])
     return np.stack(crops)
+
+
+def _png_header(width, height):
+    """A PNG file that is all header: it claims ``width`` x ``height`` pixels and holds none."""
+    import struct
+    import zlib
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IEND", b"")
+
+
+def _flip_bits(data, rng, n_bits):
+    data = bytearray(data)
+    for position in rng.choice(len(data) * 8, size=n_bits, replace=False):
+        data[position // 8] ^= 1 << (position % 8)
+    return bytes(data)
+
+
+@pytest.fixture
+def fuzzed_folder(tmp_path):
+    """A folder of image files made to break a loader, and what must become of each.
+
+    Crops of scikit-learn's sample photos, saved whole, truncated, bit-flipped
+    (seeded), empty, under the wrong extension, with a header claiming
+    100000 x 100000 pixels, unreadable (unless running as root, who reads
+    everything), and symbolic links: a loop, a link to the folder itself, and
+    links to a file and a folder outside it. Returns ``(folder, outside,
+    expected)`` where ``expected`` maps each file's path to ``"loaded"``,
+    ``"either"`` (loaded or skipped) or the pattern of the reason it is
+    skipped for.
+    """
+    from io import BytesIO
+
+    from PIL import Image
+    from sklearn.datasets import load_sample_images
+
+    folder, outside = tmp_path / "collection", tmp_path / "elsewhere"
+    folder.mkdir()
+    (outside / "folder").mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    photos = load_sample_images().images
+    encoded = {}
+    for i, kind in enumerate(["PNG", "JPEG"] * 4):
+        photo = photos[i % 2]
+        top, left = rng.integers(photo.shape[0] - 24), rng.integers(photo.shape[1] - 32)
+        buffer = BytesIO()
+        Image.fromarray(photo[top : top + 24, left : left + 32]).save(buffer, format=kind)
+        encoded[f"photo_{i}.{'png' if kind == 'PNG' else 'jpg'}"] = buffer.getvalue()
+    expected = {}
+
+    def write(name, data, outcome, where=folder):
+        (where / name).write_bytes(data)
+        expected[str(where / name)] = outcome
+
+    for name, data in encoded.items():
+        write(name, data, "loaded")
+    png, jpeg = encoded["photo_0.png"], encoded["photo_1.jpg"]
+    write("png_named.jpg", png, "loaded")
+    write("truncated.jpg", jpeg[: len(jpeg) // 2], "[Tt]runcated")
+    write("header_only.png", png[:40], "truncated|cannot identify")
+    write("empty.png", b"", r"empty \(0 bytes\)")
+    write("notes.png", b"not an image, whatever the name says\n", "cannot identify")
+    write("huge.png", _png_header(100_000, 100_000), "exceeds limit.*MAX_IMAGE_PIXELS")
+    for i in range(6):
+        write(f"flipped_{i}.png", _flip_bits(png, rng, 1 + i), "either")
+        write(f"flipped_{i}.jpg", _flip_bits(jpeg, rng, 1 + i), "either")
+    if getattr(os, "geteuid", lambda: -1)() != 0:
+        write("secret.png", png, "Permission denied")
+        (folder / "secret.png").chmod(0)
+    os.symlink("loop.png", folder / "loop.png")
+    expected[str(folder / "loop.png")] = "Too many levels of symbolic links"
+    os.symlink(".", folder / "again")
+    write("outside.png", encoded["photo_2.png"], "loaded", where=outside)
+    os.symlink(outside / "outside.png", folder / "outside_link.png")
+    expected[str(folder / "outside_link.png")] = expected.pop(str(outside / "outside.png"))
+    write("inside.jpg", encoded["photo_3.jpg"], "loaded", where=outside / "folder")
+    os.symlink(outside / "folder", folder / "linked_folder")
+    expected[str(folder / "linked_folder" / "inside.jpg")] = expected.pop(str(outside / "folder" / "inside.jpg"))
+    yield folder, outside, expected
+    if (folder / "secret.png").exists():
+        (folder / "secret.png").chmod(0o644)

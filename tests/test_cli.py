@@ -1,10 +1,12 @@
 """The command line, driven as a user would: real image files, real processes, and the contents of what they write."""
 
 import csv
+import hashlib
 import importlib.metadata
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -19,7 +21,7 @@ from sklearn.datasets import load_digits
 from sklearn.exceptions import ConvergenceWarning
 
 import skdcec
-from skdcec import DeepConvEmbeddingClustering, load
+from skdcec import DeepConvEmbeddingClustering, cli, load
 from skdcec._device import resolve_device
 from skdcec.cli import main
 from skdcec.images import load_images
@@ -403,6 +405,82 @@ def test_interrupted_run_leaves_nothing(image_folder, tmp_path, signum):
     assert process.returncode in (130, -signal.SIGINT), stderr
     assert "interrupted; no output was written" in stderr and "Traceback" not in stderr
     assert os.listdir(tmp_path) == []
+
+
+def _tree(root, leave_out=None):
+    """Every path under ``root`` (links not followed): link target, or size, time and content digest."""
+    entries = {}
+    for directory, folders, files in os.walk(root):
+        folders[:] = [name for name in folders if os.path.join(directory, name) != str(leave_out)]
+        for name in folders + files:
+            path = os.path.join(directory, name)
+            status = os.lstat(path)
+            if os.path.islink(path):
+                entries[path] = ("link", os.readlink(path))
+            elif os.path.isfile(path):
+                try:
+                    with open(path, "rb") as file:
+                        digest = hashlib.sha256(file.read()).hexdigest()
+                except PermissionError:
+                    digest = None
+                entries[path] = ("file", status.st_size, status.st_mtime_ns, digest)
+            else:
+                entries[path] = ("folder", status.st_mode)
+    return entries
+
+
+def test_interrupted_overwrite_keeps_the_old_results(results, image_folder, tmp_path, monkeypatch, capsys):
+    """Ctrl-C during a run with --overwrite leaves the earlier results exactly as they were, and nothing else."""
+    out = tmp_path / "results"
+    shutil.copytree(results[0], out, symlinks=True)
+    before = _tree(tmp_path)
+
+    def interrupt_in_clustering(self, stage, record):
+        if stage == "clustering":
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli._TrainingProgress, "__call__", interrupt_in_clustering)
+    assert run_here("cluster", image_folder, "-k", "2", "--out", out, "--overwrite", *TINY) == 130
+    assert "interrupted; no output was written" in capsys.readouterr().err
+    assert _tree(tmp_path) == before
+
+
+def test_fuzzed_corpus_is_skipped_file_by_file_and_nothing_leaves_out(fuzzed_folder, capsys):
+    """Broken files are refused by name, or skipped with reasons; nothing is written outside --out, nothing copied in through a link."""
+    folder, _, expected = fuzzed_folder
+    root = folder.parent
+    out = root / "results"
+    before = _tree(root)
+
+    assert run_here("cluster", folder, "-k", "2", "--out", out, "--copy-to-folders", *TINY) == 2
+    error_lines = [line for line in capsys.readouterr().err.splitlines() if "error:" in line]
+    # The first broken file in path order, named with its cause.
+    assert len(error_lines) == 1 and "Cannot read image file" in error_lines[0]
+    assert repr(str(folder / "empty.png")) in error_lines[0] and "empty (0 bytes)" in error_lines[0]
+    assert _tree(root) == before
+
+    arguments = ["-k", "2", "--out", out, "--skip-unreadable", "--copy-to-folders", *TINY]
+    assert run_here("cluster", folder, *arguments) == 0
+    assert _tree(root, leave_out=out) == before
+    summary = json.loads((out / "summary.json").read_text())
+    skipped = {entry["path"]: entry["reason"] for entry in summary["skipped"]}
+    rows = read_csv(out / "clusters.csv")
+    loaded = [str(folder / row["path"]) for row in rows]
+    assert sorted(loaded + list(skipped)) == sorted(expected)
+    for path, outcome in expected.items():
+        assert (path in loaded) if outcome == "loaded" else (outcome == "either" or path in skipped), path
+    for row in rows:
+        original = folder / row["path"]
+        copy = out / f"cluster_{row['cluster']}" / row["path"]
+        if os.path.commonpath([os.path.realpath(original), str(folder)]) == str(folder):
+            assert copy.read_bytes() == original.read_bytes()
+        else:
+            assert not copy.exists() and not copy.is_symlink(), row["path"]
+    assert {"outside_link.png", "linked_folder/inside.jpg"} <= {row["path"] for row in rows}
+    assert any("2 images were not copied" in note for note in summary["notes"])
+    for directory, folders, files in os.walk(out):
+        for name in folders + files:
+            assert not os.path.islink(os.path.join(directory, name)), name
 
 
 def test_user_error_in_a_real_process_is_one_line(tmp_path):

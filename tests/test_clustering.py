@@ -1,8 +1,11 @@
-"""Closed-form checks of the Student's t soft assignment, the target and the KL loss."""
+"""The Student's t soft assignment, the target and the KL loss: closed forms and properties on any input."""
 
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
 
 from skdcec._clustering import (
     ClusteringLayer,
@@ -80,3 +83,144 @@ def test_clustering_layer_gradient_is_finite_at_a_centre():
     loss.backward()
     assert torch.isfinite(z.grad).all()
     assert torch.isfinite(layer.centers.grad).all()
+
+
+# Properties, on any input ---------------------------------------------------------
+#
+# Inputs are float32, as the estimator's embeddings are, with coordinates up to
+# 1e30 in magnitude: squared distances then reach 1e61, far beyond float32, and
+# log_soft_assignment must take them in float64. (float64 coordinates beyond
+# about 1e154 would overflow even there; embeddings never are float64.)
+
+PROPERTY_SETTINGS = settings(max_examples=60, deadline=None)
+FLOAT32_COORDINATES = st.floats(-float(np.float32(1e30)), float(np.float32(1e30)), width=32)
+
+
+@st.composite
+def embeddings_and_centers(draw, elements=FLOAT32_COORDINATES):
+    """Samples and centres in a shared space, duplicates and one cluster included."""
+    n_samples, n_clusters, dim = draw(st.integers(1, 8)), draw(st.integers(1, 5)), draw(st.integers(1, 3))
+    z = draw(arrays(np.float32, (n_samples, dim), elements=elements))
+    centers = draw(arrays(np.float32, (n_clusters, dim), elements=elements))
+    alpha = draw(st.sampled_from([0.5, 1.0, 4.0]))
+    return torch.from_numpy(z), torch.from_numpy(centers), alpha
+
+
+@st.composite
+def soft_assignments(draw):
+    """Row-stochastic float64 matrices with zeros and near-zeros, some columns empty."""
+    n_samples, n_clusters = draw(st.integers(1, 8)), draw(st.integers(1, 5))
+    elements = st.one_of(st.just(0.0), st.floats(1e-300, 1.0), st.floats(0.0, 1.0))
+    weights = draw(arrays(np.float64, (n_samples, n_clusters), elements=elements))
+    weights[:, 0] += 1e-3  # no empty row
+    return torch.from_numpy(weights / weights.sum(axis=1, keepdims=True))
+
+
+def _entropy(p):
+    return -torch.special.xlogy(p, p).sum(dim=1)
+
+
+def _permutation(draw, n):
+    return torch.as_tensor(draw(st.permutations(range(n))))
+
+
+@PROPERTY_SETTINGS
+@given(embeddings_and_centers())
+def test_soft_assignment_rows_are_distributions(inputs):
+    """q is finite, non-negative and sums to 1 per row, however far or close the points are."""
+    z, centers, alpha = inputs
+    log_q = log_soft_assignment(z, centers, alpha)
+    q = soft_assignment(z, centers, alpha)
+    assert torch.isfinite(log_q).all() and (log_q <= 1e-6).all()
+    assert (q >= 0).all()
+    torch.testing.assert_close(q.double().sum(dim=1), torch.ones(len(z), dtype=torch.float64), rtol=0, atol=1e-5)
+
+
+@PROPERTY_SETTINGS
+@given(embeddings_and_centers(), st.data())
+def test_soft_assignment_permutes_with_samples_and_centres(inputs, data):
+    """Reordering samples reorders the rows of q; reordering centres reorders its columns."""
+    z, centers, alpha = inputs
+    rows, columns = _permutation(data.draw, len(z)), _permutation(data.draw, len(centers))
+    q = soft_assignment(z, centers, alpha)
+    torch.testing.assert_close(soft_assignment(z[rows], centers, alpha), q[rows], rtol=1e-6, atol=1e-7)
+    torch.testing.assert_close(soft_assignment(z, centers[columns], alpha), q[:, columns], rtol=1e-6, atol=1e-7)
+
+
+@PROPERTY_SETTINGS
+@given(soft_assignments(), st.data())
+def test_target_distribution_is_a_distribution_that_permutes_along(q, data):
+    """P is finite, non-negative, sums to 1 per row, and follows permutations of samples and clusters."""
+    p = target_distribution(q)
+    assert torch.isfinite(p).all() and (p >= 0).all()
+    torch.testing.assert_close(p.sum(dim=1), torch.ones(len(q), dtype=torch.float64), rtol=0, atol=1e-12)
+    rows, columns = _permutation(data.draw, q.shape[0]), _permutation(data.draw, q.shape[1])
+    torch.testing.assert_close(target_distribution(q[rows]), p[rows], rtol=1e-12, atol=1e-15)
+    torch.testing.assert_close(target_distribution(q[:, columns]), p[:, columns], rtol=1e-12, atol=1e-15)
+
+
+@PROPERTY_SETTINGS
+@given(soft_assignments())
+def test_target_sharpens_rows_when_clusters_are_balanced(rows):
+    """With equal cluster frequencies, every row of P has no more entropy than its row of Q.
+
+    P's row is then Q's row squared and renormalised, and the entropy of
+    q^beta / sum(q^beta) does not increase with beta (its derivative is minus
+    beta times a variance). Rows and all their cyclic shifts make the
+    cluster frequencies equal.
+    """
+    q = torch.cat([rows.roll(shift, dims=1) for shift in range(rows.shape[1])])
+    p = target_distribution(q)
+    assert (_entropy(p) <= _entropy(q) + 1e-9).all()
+    assert (p.max(dim=1).values >= q.max(dim=1).values - 1e-12).all()
+
+
+@PROPERTY_SETTINGS
+@given(soft_assignments())
+def test_target_is_the_square_of_frequency_corrected_q(q):
+    """Always, P's row has no more entropy than q_ij / sqrt(f_j) normalised, whose square it is.
+
+    Dividing by the cluster frequency f_j first flattens rows that lean
+    towards a large cluster; squaring then sharpens. So no bound against Q
+    itself holds in general (see the next test), but this one does.
+    """
+    p = target_distribution(q)
+    corrected = q / q.sum(dim=0).clamp_min(torch.finfo(q.dtype).tiny).sqrt()
+    corrected = corrected / corrected.sum(dim=1, keepdim=True)
+    assert (_entropy(p) <= _entropy(corrected) + 1e-9).all()
+
+
+def test_target_can_flatten_rows_that_lean_towards_a_large_cluster():
+    """P is not sharper than Q row by row, nor on average: frequency division can outweigh squaring."""
+    q = torch.tensor([[0.0, 0.1, 0.9], [0.1, 0.0, 0.9]], dtype=torch.float64)
+    p = target_distribution(q)
+    np.testing.assert_allclose(p.numpy(), [[0, 2 / 11, 9 / 11], [2 / 11, 0, 9 / 11]])
+    assert (_entropy(p) > _entropy(q)).all()
+
+
+@PROPERTY_SETTINGS
+@given(embeddings_and_centers())
+def test_clustering_loss_and_its_gradient_are_finite_for_extreme_inputs(inputs):
+    """KL(P || Q) and its gradients stay finite for huge distances, identical points and one cluster."""
+    z, centers, alpha = inputs
+    layer = ClusteringLayer(centers, alpha)
+    z = z.clone().requires_grad_()
+    log_q = layer(z)
+    with torch.no_grad():
+        p = target_distribution(log_q.exp().double()).float()
+    loss = clustering_loss(log_q, p)
+    loss.backward()
+    assert torch.isfinite(loss) and loss >= -1e-6
+    assert torch.isfinite(z.grad).all() and torch.isfinite(layer.centers.grad).all()
+    if len(centers) == 1:
+        assert loss.item() == 0.0
+
+
+def test_target_ignores_a_cluster_that_is_far_from_every_sample():
+    """A centre so far away that its q underflows to 0 gets P = 0, not NaN from 0 / 0."""
+    z = torch.zeros(3, 1)
+    q = soft_assignment(z, torch.tensor([[0.0], [1.0], [1e30]]))
+    assert (q[:, 2] == 0).all()
+    p = target_distribution(q)
+    assert torch.isfinite(p).all() and (p[:, 2] == 0).all()
+    torch.testing.assert_close(p.sum(dim=1), torch.ones(3))

@@ -1,5 +1,6 @@
 """The estimator: shapes, the full API, scikit-learn integration, reproducibility, failure."""
 
+import copy
 import pickle
 import random
 import warnings
@@ -7,14 +8,16 @@ import warnings
 import numpy as np
 import pytest
 import torch
+from scipy import sparse
 from sklearn.base import clone
-from sklearn.exceptions import ConvergenceWarning
+from sklearn.exceptions import ConvergenceWarning, NotFittedError
 from sklearn.metrics import adjusted_rand_score
 from sklearn.model_selection import GridSearchCV
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import FunctionTransformer
 
 from skdcec import DeepConvEmbeddingClustering
+from skdcec._training import TrainingDivergedError
 
 
 def _fit(X, n_clusters=3, **params):
@@ -189,24 +192,126 @@ def test_empty_clusters_warn_with_sizes(quick_params):
         DeepConvEmbeddingClustering(4, random_state=0, **quick_params).fit(X)
 
 
-def test_divergence_is_an_error_naming_learning_rate(digits, quick_params):
-    """A learning rate that makes the loss NaN stops fit with an error, not garbage labels."""
-    est = DeepConvEmbeddingClustering(3, random_state=0, **dict(quick_params, learning_rate=1e12))
-    with pytest.raises(FloatingPointError, match="learning_rate"):
-        est.fit(digits[0][:100])
-    assert not hasattr(est, "labels_")
+def _attributes(est):
+    """Every attribute of ``est``, arrays and network weights copied, to compare before and after."""
+    state = {}
+    for name, value in vars(est).items():
+        if isinstance(value, torch.nn.Module):
+            value = (id(value), {key: tensor.clone() for key, tensor in value.state_dict().items()})
+        state[name] = copy.deepcopy(value)
+    return state
 
 
-def test_failed_fit_leaves_a_fitted_estimator_as_it_was(digits, quick_params):
-    """An exception during fit does not half-overwrite a previously fitted model."""
-    X = digits[0][:100]
-    est = _fit(X, **quick_params)
-    labels, centers = est.labels_.copy(), est.cluster_centers_.copy()
-    est.set_params(learning_rate=1e12)
-    with pytest.raises(FloatingPointError):
+def _assert_same_attributes(actual, expected):
+    assert actual.keys() == expected.keys()
+    for name, value in expected.items():
+        if isinstance(value, np.ndarray):
+            np.testing.assert_array_equal(actual[name], value, err_msg=name)
+        elif isinstance(value, tuple) and len(value) == 2 and isinstance(value[1], dict):
+            assert actual[name][0] == value[0], name
+            for key, tensor in value[1].items():
+                assert torch.equal(actual[name][1][key], tensor), (name, key)
+        else:
+            assert actual[name] == value, name
+
+
+def _raise_at(stage, count, error):
+    """A progress report that raises ``error`` at the ``count``-th record of ``stage``."""
+    seen = []
+
+    def report(self, record_stage, record):
+        if record_stage == stage:
+            seen.append(record)
+            if len(seen) == count:
+                raise error
+
+    return report
+
+
+FIT_FAULTS = {
+    "Ctrl-C in pretraining": (dict(verbose=1), ("pretrain", 2, KeyboardInterrupt()), KeyboardInterrupt, None),
+    "Ctrl-C in joint training": (
+        dict(verbose=1),
+        ("clustering", 2, KeyboardInterrupt()),
+        KeyboardInterrupt,
+        None,
+    ),
+    "out of memory in joint training": (
+        dict(verbose=1),
+        ("clustering", 1, MemoryError("out of memory")),
+        MemoryError,
+        "out of memory",
+    ),
+    "divergence": (dict(learning_rate=1e12), None, TrainingDivergedError, "Lower learning_rate"),
+}
+
+
+@pytest.mark.parametrize("fault", FIT_FAULTS)
+def test_failed_fit_changes_nothing(fault, digits, quick_params, monkeypatch):
+    """Ctrl-C, an error or divergence during fit leaves a fitted estimator exactly as it was, an unfitted one unfitted."""
+    params, injection, error, message = FIT_FAULTS[fault]
+    quick_params = dict(quick_params, pretrain_epochs=3)
+    X = digits[0][:60]
+    fitted = _fit(X, **quick_params)
+    proba = fitted.predict_proba(X)
+    unfitted = DeepConvEmbeddingClustering(3, random_state=0, **quick_params)
+    # Other images, of another shape: any attribute set early would show.
+    X_new = np.random.default_rng(0).uniform(size=(40, 6, 6))
+    for est in (fitted, unfitted):
+        if injection is not None:
+            monkeypatch.setattr(DeepConvEmbeddingClustering, "_report", _raise_at(*injection))
+        est.set_params(n_clusters=4, **params)
+        before = _attributes(est)
+        with pytest.raises(error, match=message):
+            est.fit(X_new)
+        _assert_same_attributes(_attributes(est), before)
+    assert not [name for name in vars(unfitted) if name.endswith("_")]
+    with pytest.raises(NotFittedError):
+        unfitted.predict(X)
+    np.testing.assert_array_equal(fitted.predict_proba(X), proba)
+    assert fitted.n_features_in_ == 64
+
+
+def test_collapse_warns_with_sizes_and_keeps_the_last_healthy_labels(digits, quick_params, monkeypatch):
+    """Clusters emptying out mid-training warn with both sets of sizes; labels_ is the kept solution."""
+    from skdcec import _estimator
+    from skdcec._clustering import ClusteringLayer
+
+    class CollapsingLayer(ClusteringLayer):
+        """Real assignments at the first target update, everything in cluster 0 at the second."""
+
+        n_updates = 0
+
+        def forward(self, z):
+            log_q = super().forward(z)
+            if torch.is_grad_enabled():
+                return log_q
+            self.n_updates += 1
+            if self.n_updates == 1:
+                return log_q
+            logits = torch.full_like(log_q, -30.0)
+            logits[:, 0] = 0.0
+            return torch.log_softmax(logits, dim=1)
+
+    monkeypatch.setattr(_estimator, "ClusteringLayer", CollapsingLayer)
+    X = digits[0][:120]
+    est = DeepConvEmbeddingClustering(3, random_state=0, **dict(quick_params, tol=0.0))
+    with pytest.warns(ConvergenceWarning, match="emptied out") as caught:
         est.fit(X)
-    np.testing.assert_array_equal(est.labels_, labels)
-    np.testing.assert_array_equal(est.cluster_centers_, centers)
+    message = str(caught[0].message)
+    kept = np.bincount(est.labels_, minlength=3).tolist()
+    assert "sizes [120, 0, 0]" in message and f"sizes {kept}" in message
+    # The collapse shows at the second target update; the first one's weights come back.
+    assert "stopped at iteration 10" in message and "the solution of iteration 0" in message
+    assert est.n_iter_ == 10  # mini-batches run, past the solution kept
+    assert "learning_rate" in message
+    np.testing.assert_array_equal(est.predict(X), est.labels_)
+
+
+def _rows_with(value, row, shape=(10, 4)):
+    X = np.random.default_rng(0).uniform(size=shape)
+    X[row, 1] = value
+    return X
 
 
 @pytest.mark.parametrize(
@@ -215,32 +320,126 @@ def test_failed_fit_leaves_a_fitted_estimator_as_it_was(digits, quick_params):
         (np.zeros((5, 4)), dict(n_clusters=8), "n_samples=5 should be >= n_clusters=8"),
         (np.zeros((10, 4)), dict(image_shape=(3, 3)), "image_shape=.* n_features=4"),
         (np.zeros((10, 4)), dict(image_shape=(2, 2, 2, 2)), "must be \\(height, width\\)"),
-        (np.zeros((10, 4, 4)), dict(image_shape=(2, 8)), "does not match"),
-        (np.full((10, 4), np.nan), {}, "NaN"),
-        (np.full((10, 4), np.inf), {}, "infinity"),
-        (np.zeros(10), {}, "Expected 2D array"),
-        (np.zeros((10, 2, 2, 2, 2)), {}, "X has 5 dimensions"),
+        (np.zeros((10, 4, 4)), dict(image_shape=(2, 8)), "does not match.*leave image_shape=None"),
+        (_rows_with(np.nan, 3), {}, "NaN in row 3.*np.nan_to_num"),
+        (_rows_with(-np.inf, 7), {}, "infinity in row 7.*drop those rows"),
+        (_rows_with(1e200, 2), {}, "magnitude 1e\\+200 in row 2.*float32 range.*Divide X"),
+        (np.zeros((0, 4)), {}, "0 sample"),
+        (np.zeros((0, 4, 4)), {}, "0 sample"),
+        (np.zeros((10, 0, 4)), {}, "no pixels.*at least 1"),
+        (np.zeros(10), {}, "Expected 2D array.*Reshape your data to one image per row"),
+        (np.zeros((10, 2, 2, 2, 2)), {}, "X has 5 dimensions.*pass \\(n_samples, n_features\\)"),
+        (np.array([["a", "b"]] * 10, dtype=object), {}, "not numbers.*uint8 pixels or floats"),
+        (np.array([["a", "b"]] * 10), {}, "dtype <U1.*uint8 pixels or floats"),
+        (np.zeros((10, 4), dtype=complex), {}, "Complex data not supported.*np.abs"),
         (np.zeros((10, 4)), dict(filters=()), "filters=\\(\\) must be"),
         (np.zeros((10, 4)), dict(device="tpu"), "device='tpu'"),
     ],
 )
 def test_user_errors_are_clear_value_errors(X, params, message, quick_params):
-    """Bad input raises ValueError saying what is wrong and what to do."""
+    """Bad input raises ValueError saying what is wrong and what to do, before torch sees it."""
     params = {**quick_params, "n_clusters": 2, **params}
-    with pytest.raises(ValueError, match=message):
-        DeepConvEmbeddingClustering(**params).fit(X)
+    est = DeepConvEmbeddingClustering(**params)
+    with pytest.raises(ValueError, match=message) as raised:
+        est.fit(X)
+    assert "torch" not in str(raised.traceback[-1].path)
+    assert not [name for name in vars(est) if name.endswith("_")]
+
+
+def test_sparse_input_is_refused_with_the_fix(quick_params):
+    """Sparse matrices, at fit and at predict time, are a TypeError that says to call toarray()."""
+    X = np.random.default_rng(0).uniform(size=(20, 16))
+    with pytest.raises(TypeError, match="Sparse data.*toarray"):
+        DeepConvEmbeddingClustering(2, **quick_params).fit(sparse.csr_matrix(X))
+    est = _fit(X, n_clusters=2, **quick_params)
+    with pytest.raises(TypeError, match="Sparse data.*toarray"):
+        est.predict(sparse.csr_matrix(X))
 
 
 def test_predict_checks_the_image_shape(quick_params):
-    """Images of another shape with the same pixel count are refused at predict time."""
+    """Images of another shape or channel count, or bad values, are refused at predict time with the fix."""
     X = np.random.default_rng(0).uniform(size=(20, 4, 6))
     est = _fit(X, n_clusters=2, **quick_params)
-    with pytest.raises(ValueError, match="resize the images"):
+    with pytest.raises(ValueError, match="resize the images to the training shape, 4x6"):
         est.predict(X.reshape(20, 6, 4))
-    with pytest.raises(ValueError, match="features"):
+    with pytest.raises(ValueError, match=r"fitted on \(4, 6, 1\); convert the images to 1 channel.*gray"):
+        est.predict(np.repeat(X[..., None], 3, axis=3))
+    with pytest.raises(ValueError, match=r"X has 5 features, but .* expecting 24 .* shape \(4, 6, 1\) per row"):
         est.predict(np.zeros((3, 5)))
+    with pytest.raises(ValueError, match="NaN in row 1"):
+        est.transform(_rows_with(np.nan, 1, shape=(3, 24)))
+    with pytest.raises(ValueError, match="0 sample"):
+        est.predict_proba(np.zeros((0, 4, 6)))
     with pytest.raises(ValueError, match="embedding_dim=10"):
         est.inverse_transform(np.zeros((2, 3)))
+
+
+@pytest.mark.parametrize(
+    "layout, dtype",
+    [
+        ("read-only memmap", np.uint8),
+        ("read-only memmap", np.float64),
+        ("non-contiguous view", np.uint8),
+        ("Fortran order", np.float64),
+        ("nested lists", np.float64),
+    ],
+)
+def test_any_memory_layout_gives_the_same_model(layout, dtype, quick_params, tmp_path):
+    """Read-only memory maps, strided views, Fortran arrays and lists fit and predict as a plain array does."""
+    quick_params = dict(quick_params, pretrain_epochs=3, max_iter=10)
+    X = (np.random.default_rng(0).uniform(size=(20, 8, 8)) * 255).astype(dtype)
+    if layout == "read-only memmap":
+        np.save(tmp_path / "X.npy", X)
+        same = np.load(tmp_path / "X.npy", mmap_mode="r")
+        assert not same.flags.writeable
+    elif layout == "non-contiguous view":
+        wide = np.zeros((20, 8, 16), dtype=dtype)
+        wide[:, :, ::2] = X
+        same = wide[:, :, ::2]
+        assert not same.flags.c_contiguous
+    elif layout == "Fortran order":
+        same = np.asfortranarray(X)
+    else:
+        same = X.tolist()
+    reference = _fit(X, n_clusters=2, **quick_params)
+    est = _fit(same, n_clusters=2, **quick_params)
+    assert est.image_shape_ == (8, 8, 1)
+    np.testing.assert_array_equal(est.labels_, reference.labels_)
+    np.testing.assert_array_equal(est.predict(same), reference.predict(X))
+    np.testing.assert_array_equal(est.transform(same), reference.transform(X))
+
+
+def test_inference_streams_in_bounded_chunks(digits, quick_params, monkeypatch):
+    """predict, predict_proba and transform work a bounded chunk at a time and match whole-array results."""
+    from skdcec import _estimator
+
+    X = digits[0][:50]
+    est = _fit(X, **quick_params)
+    labels, proba, embedding = est.predict(X), est.predict_proba(X), est.transform(X)
+    rows_seen = []
+    original = _estimator.log_soft_assignment
+
+    def spy(z, centers, alpha):
+        rows_seen.append(len(z))
+        return original(z, centers, alpha)
+
+    batch_sizes = []
+
+    class SpyBatches(_estimator.ImageBatches):
+        def __init__(self, X, *args):
+            batch_sizes.append(len(X))
+            super().__init__(X, *args)
+
+    monkeypatch.setattr(_estimator, "MAX_INFERENCE_BATCH_SIZE", 7)
+    monkeypatch.setattr(_estimator, "SOFT_ASSIGNMENT_ELEMENTS", 2 * 3 * 10)
+    monkeypatch.setattr(_estimator, "log_soft_assignment", spy)
+    monkeypatch.setattr(_estimator, "ImageBatches", SpyBatches)
+    est.set_params(batch_size=1)
+    np.testing.assert_array_equal(est.predict(X), labels)
+    np.testing.assert_allclose(est.predict_proba(X), proba, rtol=1e-6)
+    np.testing.assert_allclose(est.transform(X), embedding, rtol=1e-6)
+    assert max(rows_seen) == 2 and sum(rows_seen) == 2 * len(X)
+    assert max(batch_sizes) == 7 and sum(batch_sizes) == 3 * len(X)
 
 
 def test_unavailable_cuda_is_a_clear_error(quick_params):

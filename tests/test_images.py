@@ -578,6 +578,36 @@ def test_decompression_bombs_are_refused_undecoded(tmp_path, photo, monkeypatch,
     assert warnings.filters == filters_before
 
 
+@pytest.mark.parametrize("n_jobs", [1, 2])
+def test_fuzzed_corpus_is_loaded_skipped_or_refused_file_by_file(fuzzed_folder, monkeypatch, n_jobs):
+    """Every file of a corpus built to break the loader is loaded or skipped with its reason; "raise" names the first."""
+    folder, _, expected = fuzzed_folder
+    load = ImageFile.ImageFile.load
+
+    def load_small_only(self):
+        assert self.width * self.height <= Image.MAX_IMAGE_PIXELS, "a decompression bomb was decoded"
+        return load(self)
+
+    monkeypatch.setattr(ImageFile.ImageFile, "load", load_small_only)
+    with pytest.warns(UserWarning, match="Skipped") as caught:
+        collection = load_images(folder, size=(12, 16), on_error="skip", n_jobs=n_jobs)
+    assert len(caught) == 1
+    skipped = dict(collection.skipped)
+    assert len(skipped) == len(collection.skipped)
+    assert sorted(collection.filenames + list(skipped)) == sorted(expected)
+    for path, outcome in expected.items():
+        if outcome == "loaded":
+            assert path in collection.filenames, path
+        elif outcome != "either":
+            assert re.search(outcome, skipped[path]), (path, skipped[path])
+    assert collection.images.shape == (len(collection.filenames), 12, 16, 3)
+
+    first_broken = collection.skipped[0][0]
+    with pytest.raises(ValueError, match="Cannot read image file") as raised:
+        load_images(folder, size=(12, 16), n_jobs=n_jobs)
+    assert repr(first_broken) in str(raised.value) and "on_error='skip'" in str(raised.value)
+
+
 # Empty sources and argument validation -------------------------------------------
 
 

@@ -349,3 +349,42 @@ def test_missing_parent_folder_is_reported(fitted, tmp_path):
     """Saving into a folder that does not exist says which folder to create."""
     with pytest.raises(FileNotFoundError, match="does not exist; create it first"):
         fitted.save(tmp_path / "absent" / "model")
+
+
+@pytest.mark.parametrize("interrupted_move", [1, 2])
+def test_interrupted_replacement_keeps_the_old_model(fitted, digits_X, tmp_path, monkeypatch, interrupted_move):
+    """Ctrl-C while the new folder is swapped in puts the old model back, byte for byte, and leaves nothing else."""
+    path = tmp_path / "model"
+    _fit(digits_X, n_clusters=2).save(path)
+    before = {name: (path / name).read_bytes() for name in os.listdir(path)}
+    real_replace = os.replace
+    moves = []
+
+    def interrupt_one_move(source, target):
+        moves.append(source)
+        if len(moves) == interrupted_move:
+            raise KeyboardInterrupt
+        return real_replace(source, target)
+
+    # The first move puts the old folder aside, the second the new one in place.
+    monkeypatch.setattr(os, "replace", interrupt_one_move)
+    with pytest.raises(KeyboardInterrupt):
+        save(fitted, path, overwrite=True)
+    monkeypatch.undo()
+    assert os.listdir(tmp_path) == ["model"]
+    assert {name: (path / name).read_bytes() for name in os.listdir(path)} == before
+    assert load(path).n_clusters == 2
+
+
+def test_overwriting_a_link_replaces_the_link_not_its_target(fitted, digits_X, tmp_path):
+    """save(overwrite=True) onto a symbolic link to a model replaces the link and leaves its target untouched."""
+    target = tmp_path / "elsewhere" / "model"
+    target.parent.mkdir()
+    _fit(digits_X, n_clusters=2).save(target)
+    before = {name: (target / name).read_bytes() for name in os.listdir(target)}
+    link = tmp_path / "model"
+    os.symlink(target, link)
+    save(fitted, link, overwrite=True)
+    assert not link.is_symlink() and load(link).n_clusters == fitted.n_clusters
+    assert {name: (target / name).read_bytes() for name in os.listdir(target)} == before
+    assert sorted(os.listdir(tmp_path)) == ["elsewhere", "model"]
