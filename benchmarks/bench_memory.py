@@ -7,7 +7,7 @@ a fresh process fits ``DeepConvEmbeddingClustering`` on it, then predicts and
 transforms it. The images are smooth blobs on noise: memory does not depend on
 what they show.
 
-It reports the process's peak resident memory (``ru_maxrss``) before the fit
+It reports the process's peak resident memory (``VmHWM``, else ``ru_maxrss``) before the fit
 (interpreter, torch, the open memory map) and after each stage, and the
 increase that the fit caused; the goal is an increase under 600 MB for the
 default collection. The short training settings (``--pretrain-epochs``,
@@ -34,7 +34,18 @@ import numpy as np
 
 
 def peak_rss_mb():
-    """Peak resident memory of this process so far, in MB (Linux reports KiB)."""
+    """Peak resident memory of this process so far, in MB.
+
+    ``VmHWM`` where Linux has it: ``ru_maxrss`` survives ``exec``, so a child
+    started by a large parent would report the parent's peak.
+    """
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
