@@ -18,6 +18,7 @@ from sklearn.utils.validation import check_array, check_is_fitted, check_memory,
 from skdcec._augmentation import AUGMENTATIONS, resolve_augmentations
 from skdcec._autoencoder import ACTIVATIONS, ConvAutoencoder
 from skdcec._clustering import ClusteringLayer, log_soft_assignment
+from skdcec._dask import pretraining_lock
 from skdcec._data import ImageBatches, channel_statistics
 from skdcec._device import (
     autocast_dtype,
@@ -367,7 +368,7 @@ class DeepConvEmbeddingClustering(ClassNamePrefixFeaturesOutMixin, TransformerMi
         data = ImageBatches(X, image_shape, mean, std, device)
 
         pretrained = check_memory(self.memory).cache(_pretrained_autoencoder_state, ignore=["data", "callback"])
-        state, pretrain_history = pretrained(
+        cache_key = (
             X,
             image_shape,
             mean,
@@ -383,9 +384,11 @@ class DeepConvEmbeddingClustering(ClassNamePrefixFeaturesOutMixin, TransformerMi
             tuple(sorted(augmentations)),
             pretrain_seed,
             str(device),
-            data=data,
-            callback=self._report if self.verbose else None,
         )
+        with pretraining_lock(self.memory, cache_key):
+            state, pretrain_history = pretrained(
+                *cache_key, data=data, callback=self._report if self.verbose else None
+            )
         autoencoder = _autoencoder_from_state(
             state, image_shape, filters, self.embedding_dim, self.activation, device
         )

@@ -1,0 +1,108 @@
+"""Scaling out: searches on a Dask cluster, one model trained by several torch.distributed processes."""
+
+import functools
+import os
+import warnings
+
+import joblib
+import numpy as np
+import pytest
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.model_selection import GridSearchCV
+
+import skdcec
+from skdcec import DeepConvEmbeddingClustering
+
+
+class _LoggingMemory(joblib.Memory):
+    """A ``joblib.Memory`` that appends a line to ``log`` whenever the cached function really runs.
+
+    The line names the process, so a test can tell which worker computed an entry.
+    """
+
+    def __init__(self, location, log):
+        super().__init__(location, verbose=0)
+        self.log = log
+
+    def cache(self, func=None, **kwargs):
+        log = self.log
+
+        def logged(*args, **call_kwargs):
+            with open(log, "a") as file:
+                file.write(f"{os.getpid()}\n")
+            return func(*args, **call_kwargs)
+
+        # joblib keys the cache on the function's name and source: keep the original's.
+        return super().cache(functools.update_wrapper(logged, func), **kwargs)
+
+
+def _search(X, memory, n_jobs):
+    search = GridSearchCV(
+        DeepConvEmbeddingClustering(
+            pretrain_epochs=8,
+            max_iter=30,
+            update_interval=10,
+            batch_size=64,
+            n_init=2,
+            device="cpu",
+            memory=memory,
+            random_state=0,
+        ),
+        {"n_clusters": [3, 5]},
+        cv=2,
+        n_jobs=n_jobs,
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        return search.fit(X)
+
+
+@pytest.mark.slow
+def test_grid_search_on_dask_equals_the_serial_search_and_shares_the_cache(digits, tmp_path):
+    """GridSearchCV on a 2-process Dask cluster gives the serial results; pretraining runs once per fold."""
+    distributed = pytest.importorskip("distributed")
+    import torch
+
+    X = digits[0][:160]
+    # Dask workers compute with one thread each; so does the serial reference,
+    # because floating-point reductions may depend on the number of threads.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        serial = _search(X, memory=None, n_jobs=None)
+    finally:
+        torch.set_num_threads(threads)
+
+    cache, log = tmp_path / "cache", tmp_path / "pretraining.log"
+    with (
+        distributed.LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None
+        ) as cluster,
+        distributed.Client(cluster) as client,
+    ):
+        workers = client.run(lambda: (os.getpid(), skdcec.__file__))
+        with joblib.parallel_backend("dask"):
+            on_dask = _search(X, memory=_LoggingMemory(str(cache), str(log)), n_jobs=-1)
+    worker_pids = {pid for pid, _ in workers.values()}
+    # The workers run this copy of skdcec, not another one installed.
+    assert {path for _, path in workers.values()} == {skdcec.__file__}
+
+    np.testing.assert_array_equal(
+        on_dask.cv_results_["mean_test_score"], serial.cv_results_["mean_test_score"]
+    )
+    np.testing.assert_array_equal(
+        on_dask.cv_results_["split0_test_score"], serial.cv_results_["split0_test_score"]
+    )
+    assert on_dask.best_params_ == serial.best_params_
+    np.testing.assert_array_equal(on_dask.best_estimator_.labels_, serial.best_estimator_.labels_)
+
+    # Two folds fitted on the workers, the refit on all data here: three
+    # pretrained autoencoders stored, each computed exactly once although
+    # four fits ran on two workers, the two candidates of a fold often at
+    # the same time.
+    entries = list(cache.glob("joblib/**/output.pkl"))
+    assert len(entries) == 3
+    runs = [int(line) for line in log.read_text().split()]
+    assert len(runs) == 3
+    assert sorted(runs).count(os.getpid()) == 1
+    assert set(runs) - {os.getpid()} <= worker_pids
