@@ -1,13 +1,18 @@
 """Scaling out: searches on a Dask cluster, one model trained by several torch.distributed processes."""
 
+import contextlib
 import functools
 import os
+import socket
+import subprocess
+import sys
 import warnings
 
 import joblib
 import numpy as np
 import pytest
 from sklearn.exceptions import ConvergenceWarning
+from sklearn.metrics import adjusted_rand_score
 from sklearn.model_selection import GridSearchCV
 
 import skdcec
@@ -106,3 +111,85 @@ def test_grid_search_on_dask_equals_the_serial_search_and_shares_the_cache(digit
     assert len(runs) == 3
     assert sorted(runs).count(os.getpid()) == 1
     assert set(runs) - {os.getpid()} <= worker_pids
+
+
+# Run by every process of a torchrun launch: fit, then keep what each rank learned.
+_TORCHRUN_FIT = """
+import sys
+import warnings
+
+import numpy as np
+import torch.distributed as dist
+from sklearn.datasets import load_digits
+from sklearn.exceptions import ConvergenceWarning
+
+from skdcec import DeepConvEmbeddingClustering
+
+warnings.simplefilter("ignore", ConvergenceWarning)
+est = DeepConvEmbeddingClustering(**{params!r}).fit(load_digits().data[:{n_samples}])
+assert dist.is_initialized() and dist.get_world_size() == 2 and dist.get_backend() == "gloo"
+np.savez(f"{{sys.argv[1]}}/rank{{dist.get_rank()}}.npz", labels=est.labels_, centers=est.cluster_centers_)
+"""
+
+_DDP_PARAMS = {
+    "n_clusters": 10,
+    "pretrain_epochs": 10,
+    "max_iter": 60,
+    "update_interval": 20,
+    "batch_size": 64,
+    "n_init": 4,
+    "device": "cpu",
+    "random_state": 0,
+}
+
+
+def _free_port():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_torchrun_with_two_processes_trains_the_single_process_model(digits, tmp_path):
+    """Two gloo processes under torchrun train one model, in sync, that agrees with one process."""
+    n_samples = 300
+    script = tmp_path / "fit.py"
+    script.write_text(_TORCHRUN_FIT.format(params=_DDP_PARAMS, n_samples=n_samples))
+    # The processes import this copy of skdcec and compute with one thread each.
+    source_root = os.path.dirname(os.path.dirname(skdcec.__file__))
+    env = dict(
+        os.environ,
+        OMP_NUM_THREADS="1",
+        PYTHONPATH=os.pathsep.join([source_root, os.environ.get("PYTHONPATH", "")]),
+    )
+    launch = [
+        *(sys.executable, "-m", "torch.distributed.run", "--nnodes=1", "--nproc-per-node=2"),
+        *("--master-addr=127.0.0.1", f"--master-port={_free_port()}", str(script), str(tmp_path)),
+    ]
+    finished = subprocess.run(launch, check=False, env=env, capture_output=True, text=True, timeout=300)
+    assert finished.returncode == 0, finished.stderr[-3000:]
+
+    ranks = [np.load(tmp_path / f"rank{rank}.npz") for rank in (0, 1)]
+    # The replicas stayed identical: same centres, same labels, in both processes.
+    np.testing.assert_array_equal(ranks[0]["centers"], ranks[1]["centers"])
+    np.testing.assert_array_equal(ranks[0]["labels"], ranks[1]["labels"])
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        single = DeepConvEmbeddingClustering(**_DDP_PARAMS).fit(digits[0][:n_samples])
+    assert adjusted_rand_score(single.labels_, ranks[0]["labels"]) >= 0.95
+
+
+def test_a_plain_fit_stays_out_of_torch_distributed_and_dask_locks(digits, quick_params, tmp_path):
+    """Outside torchrun and Dask workers, fit starts no process group and takes no cluster lock."""
+    import torch.distributed as dist
+
+    from skdcec._dask import pretraining_lock
+
+    assert isinstance(pretraining_lock(str(tmp_path), ("key",)), contextlib.nullcontext)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        DeepConvEmbeddingClustering(3, memory=str(tmp_path), random_state=0, **quick_params).fit(
+            digits[0][:60]
+        )
+    assert not dist.is_initialized()
