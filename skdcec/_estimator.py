@@ -230,8 +230,9 @@ class DeepConvEmbeddingClustering(ClassNamePrefixFeaturesOutMixin, TransformerMi
     and gathered. Every process ends with the same fitted model. The process
     group is initialised from torchrun's environment unless it already is:
     ``gloo`` on CPU, ``nccl`` on CUDA with one GPU per process
-    (``cuda:LOCAL_RANK``). ``memory`` must then be None or the same folder in
-    every process.
+    (``cuda:LOCAL_RANK``). ``memory`` must then give every process the same
+    hits and misses: None, one shared folder, or folders with the same
+    history.
 
     References
     ----------

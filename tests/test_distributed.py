@@ -2,6 +2,7 @@
 
 import contextlib
 import functools
+import json
 import os
 import socket
 import subprocess
@@ -193,3 +194,37 @@ def test_a_plain_fit_stays_out_of_torch_distributed_and_dask_locks(digits, quick
             digits[0][:60]
         )
     assert not dist.is_initialized()
+
+
+@pytest.mark.slow
+def test_cluster_command_under_torchrun_writes_once_from_rank_zero(digits, tmp_path):
+    """'torchrun -m skdcec cluster' trains on two processes and rank 0 alone writes the results."""
+    from PIL import Image
+
+    images = tmp_path / "images"
+    images.mkdir()
+    for index, pixels in enumerate(digits[0][:40]):
+        Image.fromarray((pixels.reshape(8, 8) * 15).astype(np.uint8)).save(images / f"{index:02d}.png")
+    source_root = os.path.dirname(os.path.dirname(skdcec.__file__))
+    env = dict(
+        os.environ,
+        OMP_NUM_THREADS="1",
+        PYTHONPATH=os.pathsep.join([source_root, os.environ.get("PYTHONPATH", "")]),
+    )
+    launch = [
+        *(sys.executable, "-m", "torch.distributed.run", "--nnodes=1", "--nproc-per-node=2"),
+        *("--master-addr=127.0.0.1", f"--master-port={_free_port()}", "-m", "skdcec", "cluster"),
+        *(str(images), "--out", str(tmp_path / "out"), "-k", "3", "--size", "8", "--color", "gray"),
+        *("--pretrain-epochs", "2", "--max-iter", "4", "--update-interval", "2", "--batch-size", "16"),
+        *("--device", "cpu"),
+    ]
+    finished = subprocess.run(launch, check=False, env=env, capture_output=True, text=True, timeout=300)
+    assert finished.returncode == 0, finished.stderr[-3000:]
+    # Nothing but rank 0's results folder was written beside the images.
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["images", "out"]
+    rows = (tmp_path / "out" / "clusters.csv").read_text().splitlines()
+    assert len(rows) == 1 + 40
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["n_images"] == 40
+    # Progress came from rank 0 only.
+    assert finished.stderr.count("Results are in") == 1
