@@ -1,6 +1,7 @@
 """Throughput of data-parallel training (torchrun, DistributedDataParallel) for 1, 2, ... processes.
 
-For each number of processes it reports, from rank 0:
+For each number of processes it reports, from rank 0 and as the median of
+``--repeats`` runs of each phase:
 
 - pretraining images/s (our ``pretrain`` loop, whole mini-batches of
   ``--batch-size`` images split among the processes);
@@ -107,6 +108,11 @@ def worker(args):
             torch.cuda.synchronize(device)
 
     def phase(run):
+        """The run with the median wall time of ``--repeats``."""
+        runs = sorted(timed(run) for _ in range(args.repeats))
+        return runs[(len(runs) - 1) // 2]
+
+    def timed(run):
         allreduce_seconds[0] = 0.0
         if parallel is not None:
             parallel.communication_seconds = 0.0
@@ -187,7 +193,7 @@ def run(args):
         *("--shape", args.shape, "--images", str(args.images), "--batch-size", str(args.batch_size)),
         *("--epochs", str(args.epochs), "--max-iter", str(args.max_iter)),
         *("--update-interval", str(args.update_interval), "--clusters", str(args.clusters)),
-        *("--device", args.device),
+        *("--device", args.device, "--repeats", str(args.repeats)),
     ]
     results = []
     with tempfile.TemporaryDirectory() as folder:
@@ -246,6 +252,7 @@ def main():
     parser.add_argument("--max-iter", type=int, default=64, help="timed joint training steps")
     parser.add_argument("--update-interval", type=int, default=32)
     parser.add_argument("--clusters", type=int, default=10)
+    parser.add_argument("--repeats", type=int, default=3, help="runs of each phase; the median is kept")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--json", help="also write the results to this file")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)

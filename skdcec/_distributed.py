@@ -102,6 +102,24 @@ class DataParallel:
         device_ids = [self.device.index] if self.device.type == "cuda" else None
         return DistributedDataParallel(module, device_ids=device_ids)
 
+    def rank_seed(self, seed):
+        """A seed for random draws that should differ between the processes.
+
+        Augmentations of the images of one batch are drawn in every process
+        for its own part: seeded alike, every part would get the same
+        sequence of transformations.
+
+        Parameters
+        ----------
+        seed : int
+            The seed a single process would use.
+
+        Returns
+        -------
+        int
+        """
+        return seed + self.rank
+
     def split_batch(self, indices):
         """This process's part of a mini-batch and its share of the batch's loss.
 

@@ -80,7 +80,7 @@ def _pretrained_autoencoder_state(
         generator=make_generator(seed, torch.device("cpu")),
         precision=autocast_dtype(precision, device),
         augmentations=frozenset(augmentations),
-        augment_generator=make_generator(seed, device),
+        augment_generator=make_generator(seed if parallel is None else parallel.rank_seed(seed), device),
         parallel=parallel,
         callback=callback,
     )
@@ -449,7 +449,9 @@ class DeepConvEmbeddingClustering(ClassNamePrefixFeaturesOutMixin, TransformerMi
             inference_batch_size=inference_batch_size,
             precision=precision,
             augmentations=augmentations,
-            augment_generator=make_generator(clustering_seed, device),
+            augment_generator=make_generator(
+                clustering_seed if parallel is None else parallel.rank_seed(clustering_seed), device
+            ),
             parallel=parallel,
             callback=self._report if self.verbose else None,
         )
