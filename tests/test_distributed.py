@@ -2,6 +2,7 @@
 
 import contextlib
 import functools
+import itertools
 import json
 import os
 import socket
@@ -228,3 +229,40 @@ def test_cluster_command_under_torchrun_writes_once_from_rank_zero(digits, tmp_p
     assert summary["n_images"] == 40
     # Progress came from rank 0 only.
     assert finished.stderr.count("Results are in") == 1
+
+
+@pytest.mark.parametrize("world_size", [2, 3, 4])
+@pytest.mark.parametrize("batch", [4, 7, 64])
+def test_parts_of_a_batch_weight_to_the_whole_batch_mean(world_size, batch):
+    """Weighted by their shares, the processes' mean losses average to the whole batch's mean loss."""
+    import torch
+
+    from skdcec._distributed import DataParallel
+
+    indices = torch.arange(batch) * 3
+    losses = torch.rand(3 * batch, dtype=torch.float64)
+    processes = []
+    for rank in range(world_size):
+        # The arithmetic of a process's part needs no process group.
+        process = DataParallel.__new__(DataParallel)
+        process.rank, process.world_size = rank, world_size
+        processes.append(process)
+    parts = [process.split_batch(indices) for process in processes]
+    assert torch.equal(torch.cat([local for local, _ in parts]), indices)
+    averaged = sum(share * losses[local].mean() for local, share in parts) / world_size
+    assert averaged.item() == pytest.approx(losses[indices].mean().item(), rel=1e-12)
+    shards = [process.shard(batch) for process in processes]
+    assert shards[0][0] == 0 and shards[-1][1] == batch
+    assert all(stop == start for (_, stop), (start, _) in itertools.pairwise(shards))
+    assert all(stop > start for start, stop in shards)
+
+
+def test_a_batch_smaller_than_the_processes_is_skipped_by_all():
+    """The last batch of an epoch, when it has fewer images than processes, is trained by none."""
+    import torch
+
+    from skdcec._distributed import DataParallel
+
+    process = DataParallel.__new__(DataParallel)
+    process.rank, process.world_size = 1, 4
+    assert process.split_batch(torch.arange(3)) == (None, 0.0)
