@@ -53,7 +53,7 @@ def _images(shape, n, seed=0):
 
 
 def _timed_allreduce_hook(seconds):
-    """A DDP communication hook that averages gradients and adds each all-reduce's wall time to ``seconds``."""
+    """A DDP communication hook that averages gradients, adding each all-reduce's time to ``seconds``."""
     import torch.distributed as dist
 
     def hook(state, bucket):

@@ -308,7 +308,9 @@ def train_clustering(
     iteration = 0
     while True:
         if iteration % update_interval == 0 or iteration == max_iter:
-            z = embed(autoencoder, data, batch_size=inference_batch_size, precision=precision, parallel=parallel)
+            z = embed(
+                autoencoder, data, batch_size=inference_batch_size, precision=precision, parallel=parallel
+            )
             with torch.no_grad():
                 q = clustering_layer(z).exp()
                 labels = q.argmax(dim=1)
