@@ -64,6 +64,12 @@ class DataParallel:
         self._dist = dist
         if device.type == "cuda" and device.index is None:
             device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+            if device.index >= torch.cuda.device_count():
+                raise ValueError(
+                    f"This process has LOCAL_RANK={device.index} but only {torch.cuda.device_count()} "
+                    "CUDA device(s) are visible: start at most one process per GPU "
+                    "(torchrun --nproc-per-node), or train on the CPU with device='cpu'."
+                )
         if not dist.is_available():
             raise RuntimeError(
                 "WORLD_SIZE > 1 asks for data-parallel training, but this PyTorch build has no "
