@@ -151,8 +151,10 @@ def worker(args):
             **common,
         )
     )
-    if parallel is not None and not parallel.is_main:
-        return
+    if parallel is not None:
+        parallel.close()
+        if not parallel.is_main:
+            return
     result = {
         "processes": 1 if parallel is None else parallel.world_size,
         "device": str(device),

@@ -37,8 +37,9 @@ class DataParallel:
 
     Joins the default process group, initialising it from the environment
     that ``torchrun`` sets when nobody has: ``gloo`` for CPU training,
-    ``nccl`` for CUDA. On CUDA, a device without an index becomes
-    ``cuda:LOCAL_RANK``, one GPU per process.
+    ``nccl`` for CUDA. A group initialised here is destroyed by :meth:`close`
+    (or, should training fail, at exit). On CUDA, a device without an index
+    becomes ``cuda:LOCAL_RANK``, one GPU per process.
 
     Parameters
     ----------
@@ -75,7 +76,8 @@ class DataParallel:
                 "WORLD_SIZE > 1 asks for data-parallel training, but this PyTorch build has no "
                 "torch.distributed; install a build with it, or run a single process."
             )
-        if not dist.is_initialized():
+        self._owns_group = not dist.is_initialized()
+        if self._owns_group:
             if device.type == "cuda":
                 torch.cuda.set_device(device)
             dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
@@ -300,6 +302,17 @@ class DataParallel:
         with self._timed():
             self._dist.broadcast_object_list(box, src=0)
         return box[0]
+
+    def close(self):
+        """Destroy the process group if it was initialised here, all processes together.
+
+        Leaving it to the end of the interpreter lets one process close its
+        connections while another is still running, and tears the group down
+        while the interpreter itself is being torn down.
+        """
+        if self._owns_group and self._dist.is_initialized():
+            self._dist.barrier()
+            self._dist.destroy_process_group()
 
     def _timed(self):
         return _Stopwatch(self)

@@ -455,6 +455,8 @@ class DeepConvEmbeddingClustering(ClassNamePrefixFeaturesOutMixin, TransformerMi
             parallel=parallel,
             callback=self._report if self.verbose else None,
         )
+        if parallel is not None:
+            parallel.close()
         labels = result.labels.cpu().numpy().astype(np.intp)
         self._warn_about_convergence(result, labels)
 

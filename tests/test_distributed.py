@@ -117,6 +117,7 @@ def test_grid_search_on_dask_equals_the_serial_search_and_shares_the_cache(digit
 
 # Run by every process of a torchrun launch: fit, then keep what each rank learned.
 _TORCHRUN_FIT = """
+import os
 import sys
 import warnings
 
@@ -129,8 +130,9 @@ from skdcec import DeepConvEmbeddingClustering
 
 warnings.simplefilter("ignore", ConvergenceWarning)
 est = DeepConvEmbeddingClustering(**{params!r}).fit(load_digits().data[:{n_samples}])
-assert dist.is_initialized() and dist.get_world_size() == 2 and dist.get_backend() == "gloo"
-np.savez(f"{{sys.argv[1]}}/rank{{dist.get_rank()}}.npz", labels=est.labels_, centers=est.cluster_centers_)
+# fit started the process group for itself, so it took it down again.
+assert not dist.is_initialized()
+np.savez(f"{{sys.argv[1]}}/rank{{os.environ['RANK']}}.npz", labels=est.labels_, centers=est.cluster_centers_)
 """
 
 _DDP_PARAMS = {
@@ -169,7 +171,7 @@ def test_torchrun_with_two_processes_trains_the_single_process_model(digits, tmp
         *("--master-addr=127.0.0.1", f"--master-port={_free_port()}", str(script), str(tmp_path)),
     ]
     finished = subprocess.run(launch, check=False, env=env, capture_output=True, text=True, timeout=300)
-    assert finished.returncode == 0, finished.stderr[-3000:]
+    assert finished.returncode == 0, finished.stderr
 
     ranks = [np.load(tmp_path / f"rank{rank}.npz") for rank in (0, 1)]
     # The replicas stayed identical: same centres, same labels, in both processes.
