@@ -227,8 +227,9 @@ class DeepConvEmbeddingClustering(ClassNamePrefixFeaturesOutMixin, TransformerMi
     counts the images of one step over all processes, so the run takes the
     steps a single process would); k-means runs on rank 0 and its centres
     are broadcast; the target is computed from embeddings computed in shards
-    and gathered. Every process ends with the same fitted model. The process
-    group is initialised from torchrun's environment unless it already is:
+    and gathered. Every process ends with the same fitted model. Unless the
+    default process group already exists, ``fit`` initialises it from
+    torchrun's environment for its own use and destroys it when done:
     ``gloo`` on CPU, ``nccl`` on CUDA with one GPU per process
     (``cuda:LOCAL_RANK``). ``memory`` must then give every process the same
     hits and misses: None, one shared folder, or folders with the same
