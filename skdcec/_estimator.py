@@ -19,7 +19,9 @@ from sklearn.utils.validation import check_array, check_is_fitted, check_memory,
 from skdcec._augmentation import AUGMENTATIONS, resolve_augmentations
 from skdcec._autoencoder import ACTIVATIONS, ConvAutoencoder
 from skdcec._clustering import ClusteringLayer, log_soft_assignment
+from skdcec._dask import pretraining_lock
 from skdcec._data import ImageBatches, channel_statistics
+from skdcec._distributed import DataParallel, launched_by_torchrun
 from skdcec._device import (
     autocast_dtype,
     cpu_threads,
@@ -96,6 +98,7 @@ def _pretrained_autoencoder_state(
     seed,
     device,
     data=None,
+    parallel=None,
     callback=None,
 ):
     """Pretrain a fresh autoencoder; return its CPU state dict and history.
@@ -104,7 +107,7 @@ def _pretrained_autoencoder_state(
     cache it: the result depends on the data and the pretraining parameters,
     not on ``n_clusters``. ``X``, ``mean`` and ``std`` key the cache; the
     batches are served by ``data``, the caller's ``ImageBatches`` of the same
-    images, which is left out of the key with ``callback``.
+    images, which is left out of the key with ``parallel`` and ``callback``.
     """
     device = torch.device(device)
     with seeded_global_rng(seed, device):
@@ -118,7 +121,8 @@ def _pretrained_autoencoder_state(
         generator=make_generator(seed, torch.device("cpu")),
         precision=autocast_dtype(precision, device),
         augmentations=frozenset(augmentations),
-        augment_generator=make_generator(seed, device),
+        augment_generator=make_generator(seed if parallel is None else parallel.rank_seed(seed), device),
+        parallel=parallel,
         callback=callback,
     )
     state = {name: tensor.detach().cpu() for name, tensor in autoencoder.state_dict().items()}
@@ -256,6 +260,21 @@ class DeepConvEmbeddingClustering(ClassNamePrefixFeaturesOutMixin, TransformerMi
     ``score`` and any silhouette or Calinski-Harabasz index measured in the
     learned embedding are inflated: the clustering loss compacts the very
     space they are measured in. Compare methods in a shared space too.
+
+    Launched by ``torchrun`` (``WORLD_SIZE`` above 1), ``fit`` trains one
+    model data-parallel with :class:`~torch.nn.parallel.DistributedDataParallel`,
+    with no change to the code: every process passes the same ``X`` and
+    parameters and trains on its part of every mini-batch (``batch_size``
+    counts the images of one step over all processes, so the run takes the
+    steps a single process would); k-means runs on rank 0 and its centres
+    are broadcast; the target is computed from embeddings computed in shards
+    and gathered. Every process ends with the same fitted model. Unless the
+    default process group already exists, ``fit`` initialises it from
+    torchrun's environment for its own use and destroys it when done:
+    ``gloo`` on CPU, ``nccl`` on CUDA with one GPU per process
+    (``cuda:LOCAL_RANK``). ``memory`` must then give every process the same
+    hits and misses: None, one shared folder, or folders with the same
+    history.
 
     References
     ----------
@@ -401,8 +420,17 @@ class DeepConvEmbeddingClustering(ClassNamePrefixFeaturesOutMixin, TransformerMi
         filters = self._check_filters()
         augmentations = self._check_augment(image_shape[2])
         device = resolve_device(self.device)
+        parallel = None
+        if launched_by_torchrun():
+            parallel = DataParallel(device)
+            parallel.check_sizes(n_samples, self.batch_size)
+            device = parallel.device
         precision = autocast_dtype(self.precision, device)
-        pretrain_seed, kmeans_seed, clustering_seed = self._draw_seeds()
+        seeds = self._draw_seeds()
+        if parallel is not None:
+            # Without an int random_state every process drew its own seeds.
+            seeds = parallel.broadcast_object(seeds)
+        pretrain_seed, kmeans_seed, clustering_seed = seeds
 
         n_channels = image_shape[2]
         if X.dtype == np.uint8:
@@ -411,8 +439,10 @@ class DeepConvEmbeddingClustering(ClassNamePrefixFeaturesOutMixin, TransformerMi
             mean, std = channel_statistics(X, n_channels)
         data = ImageBatches(X, image_shape, mean, std, device)
 
-        pretrained = check_memory(self.memory).cache(_pretrained_autoencoder_state, ignore=["data", "callback"])
-        state, pretrain_history = pretrained(
+        pretrained = check_memory(self.memory).cache(
+            _pretrained_autoencoder_state, ignore=["data", "parallel", "callback"]
+        )
+        cache_key = (
             X,
             image_shape,
             mean,
@@ -428,20 +458,28 @@ class DeepConvEmbeddingClustering(ClassNamePrefixFeaturesOutMixin, TransformerMi
             tuple(sorted(augmentations)),
             pretrain_seed,
             str(device),
-            data=data,
-            callback=self._report if self.verbose else None,
         )
+        with pretraining_lock(self.memory, cache_key):
+            state, pretrain_history = pretrained(
+                *cache_key, data=data, parallel=parallel, callback=self._report if self.verbose else None
+            )
         autoencoder = _autoencoder_from_state(
             state, image_shape, filters, self.embedding_dim, self.activation, device
         )
 
         inference_batch_size = self._inference_batch_size(autoencoder)
-        embeddings = embed(autoencoder, data, batch_size=inference_batch_size, precision=precision)
-        kmeans = KMeans(self.n_clusters, n_init=self.n_init, random_state=kmeans_seed)
-        kmeans.fit(embeddings.cpu().numpy().astype(np.float64))
-        clustering_layer = ClusteringLayer(
-            torch.as_tensor(kmeans.cluster_centers_, dtype=torch.float32), self.alpha
-        ).to(device)
+        embeddings = embed(
+            autoencoder, data, batch_size=inference_batch_size, precision=precision, parallel=parallel
+        )
+        if parallel is None or parallel.is_main:
+            kmeans = KMeans(self.n_clusters, n_init=self.n_init, random_state=kmeans_seed)
+            kmeans.fit(embeddings.cpu().numpy().astype(np.float64))
+            centers = torch.as_tensor(kmeans.cluster_centers_, dtype=torch.float32)
+        else:
+            centers = torch.empty(self.n_clusters, self.embedding_dim)
+        if parallel is not None:
+            centers = parallel.broadcast(centers.to(device)).cpu()
+        clustering_layer = ClusteringLayer(centers, self.alpha).to(device)
 
         result = train_clustering(
             torch.compile(autoencoder) if self.compile else autoencoder,
@@ -457,9 +495,14 @@ class DeepConvEmbeddingClustering(ClassNamePrefixFeaturesOutMixin, TransformerMi
             inference_batch_size=inference_batch_size,
             precision=precision,
             augmentations=augmentations,
-            augment_generator=make_generator(clustering_seed, device),
+            augment_generator=make_generator(
+                clustering_seed if parallel is None else parallel.rank_seed(clustering_seed), device
+            ),
+            parallel=parallel,
             callback=self._report if self.verbose else None,
         )
+        if parallel is not None:
+            parallel.close()
         labels = result.labels.cpu().numpy().astype(np.intp)
         self._warn_about_convergence(result, labels)
 

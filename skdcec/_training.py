@@ -30,6 +30,22 @@ def _batches(n_samples, batch_size, generator):
         yield order[start : start + batch_size].sort().values
 
 
+def _local_batches(n_samples, batch_size, generator, parallel):
+    """This process's part of every shuffled batch, with its share of the batch's loss.
+
+    A single process trains on whole batches (share ``None``: the loss is
+    used as it is). In a data-parallel run every process draws the same
+    batches from identically seeded generators and trains on its part.
+    """
+    for indices in _batches(n_samples, batch_size, generator):
+        if parallel is None:
+            yield indices, None
+            continue
+        local, share = parallel.split_batch(indices)
+        if local is not None:
+            yield local, share
+
+
 def pretrain(
     autoencoder,
     data,
@@ -41,6 +57,7 @@ def pretrain(
     precision=None,
     augmentations=frozenset(),
     augment_generator=None,
+    parallel=None,
     callback=None,
 ):
     """Train the autoencoder alone to reconstruct its input.
@@ -70,6 +87,9 @@ def pretrain(
         :func:`skdcec._augmentation.augment_batch`).
     augment_generator : torch.Generator, default=None
         Generator on the data's device that draws the augmentations.
+    parallel : DataParallel, default=None
+        In a data-parallel run, this process's place in it: the process
+        trains on its part of every batch and the gradients are averaged.
     callback : callable, default=None
         Called as ``callback("pretrain", record)`` after every epoch.
 
@@ -84,21 +104,26 @@ def pretrain(
         If the loss is no longer finite.
     """
     autoencoder.train()
+    model = autoencoder if parallel is None else parallel.wrap(autoencoder)
     optimizer = torch.optim.Adam(autoencoder.parameters(), lr=learning_rate)
     history = []
     for epoch in range(epochs):
         # Accumulate on the device: one host synchronisation per epoch.
         total = torch.zeros((), device=data.device)
-        for indices in _batches(len(data), batch_size, generator):
+        for indices, share in _local_batches(len(data), batch_size, generator, parallel):
             images = data.take(indices)
             inputs = augment_batch(images, augmentations, augment_generator)
             with autocast(data.device, precision):
-                _, reconstruction = autoencoder(inputs)
+                _, reconstruction = model(inputs)
             loss = F.mse_loss(reconstruction.float(), images)
+            total += loss.detach() * len(indices)
+            if share is not None:
+                loss = loss * share
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            total += loss.detach() * len(indices)
+        if parallel is not None:
+            total = parallel.total(total)
         record = {"epoch": epoch + 1, "reconstruction_loss": (total / len(data)).item()}
         _check_finite(record["reconstruction_loss"], f"pretraining epoch {epoch + 1}")
         history.append(record)
@@ -108,7 +133,7 @@ def pretrain(
 
 
 @torch.inference_mode()
-def embed(autoencoder, data, *, batch_size, precision=None):
+def embed(autoencoder, data, *, batch_size, precision=None, parallel=None):
     """Embeddings of all samples, in order, from the current weights.
 
     Parameters
@@ -121,6 +146,9 @@ def embed(autoencoder, data, *, batch_size, precision=None):
         Images per inference batch.
     precision : torch.dtype or None, default=None
         Autocast dtype; ``None`` runs in float32.
+    parallel : DataParallel, default=None
+        In a data-parallel run, every process embeds its shard of the samples
+        and receives all the others'.
 
     Returns
     -------
@@ -129,9 +157,10 @@ def embed(autoencoder, data, *, batch_size, precision=None):
     """
     was_training = autoencoder.training
     autoencoder.eval()
+    start, stop = (0, len(data)) if parallel is None else parallel.shard(len(data))
     parts = []
-    for start in range(0, len(data), batch_size):
-        images = data.slice(start, start + batch_size)
+    for first in range(start, stop, batch_size):
+        images = data.slice(first, min(first + batch_size, stop))
         # Kernels take another code path for a batch of one image, whose
         # result differs in the last bits: pad it with a blank image so that
         # an embedding never depends on how the data were batched.
@@ -142,7 +171,8 @@ def embed(autoencoder, data, *, batch_size, precision=None):
             z = autoencoder.encode(images).float()
         parts.append(z[:1] if single else z)
     autoencoder.train(was_training)
-    return torch.cat(parts)
+    z = torch.cat(parts)
+    return z if parallel is None else parallel.gather_shards(z, len(data))
 
 
 @dataclass
@@ -190,6 +220,7 @@ def train_clustering(
     precision=None,
     augmentations=frozenset(),
     augment_generator=None,
+    parallel=None,
     callback=None,
 ):
     """Jointly train autoencoder and centres on ``L_r + gamma * KL(P || Q)``.
@@ -238,6 +269,11 @@ def train_clustering(
         Names of the augmentations applied to every training batch.
     augment_generator : torch.Generator, default=None
         Generator on the data's device that draws the augmentations.
+    parallel : DataParallel, default=None
+        In a data-parallel run, this process's place in it: the process
+        trains on its part of every batch, gradients are averaged, and Q is
+        computed in shards and gathered, so that every process derives the
+        same target, labels and decision to stop.
     callback : callable, default=None
         Called as ``callback("clustering", record)`` after every update.
 
@@ -251,6 +287,7 @@ def train_clustering(
         If the loss is no longer finite.
     """
     modules = torch.nn.ModuleList([autoencoder, clustering_layer]).train()
+    model = autoencoder if parallel is None else parallel.wrap(autoencoder)
     optimizer = torch.optim.Adam(modules.parameters(), lr=learning_rate)
     # A fresh Adam moves every weight by about the learning rate on its first
     # steps, whatever the gradient, which can wreck the pretrained embedding
@@ -271,15 +308,20 @@ def train_clustering(
     iteration = 0
     while True:
         if iteration % update_interval == 0 or iteration == max_iter:
-            z = embed(autoencoder, data, batch_size=inference_batch_size, precision=precision)
+            z = embed(
+                autoencoder, data, batch_size=inference_batch_size, precision=precision, parallel=parallel
+            )
             with torch.no_grad():
                 q = clustering_layer(z).exp()
                 labels = q.argmax(dim=1)
                 sizes = torch.bincount(labels, minlength=n_clusters)
+            totals = torch.stack([reconstruction_total, clustering_total])
+            if parallel is not None:
+                totals = parallel.average(totals)
             record = {
                 "iteration": iteration,
-                "reconstruction_loss": _mean_or_none(reconstruction_total, steps_since_update),
-                "clustering_loss": _mean_or_none(clustering_total, steps_since_update),
+                "reconstruction_loss": _mean_or_none(totals[0], steps_since_update),
+                "clustering_loss": _mean_or_none(totals[1], steps_since_update),
                 "label_change_fraction": None,
                 "cluster_sizes": sizes.tolist(),
             }
@@ -287,20 +329,21 @@ def train_clustering(
             populated = sizes > 0
             if initially_populated is None:
                 initially_populated = populated
-            if (initially_populated & ~populated).any():
-                collapsed = True
-                history.append(record)
-                if callback is not None:
-                    callback("clustering", record)
-                break
-            if previous_labels is not None:
+            collapsed = bool((initially_populated & ~populated).any())
+            if previous_labels is not None and not collapsed:
                 n_changed = (labels != previous_labels).sum().item()
                 record["label_change_fraction"] = n_changed / len(labels)
                 converged = record["label_change_fraction"] < tol
+            if parallel is not None:
+                # Every process gathered the same embeddings, so all reach the
+                # same verdict; rank 0's is imposed anyway, so that a
+                # difference in the last bits can never leave one process
+                # training while the others have stopped.
+                collapsed, converged = parallel.broadcast_object((collapsed, converged))
             history.append(record)
             if callback is not None:
                 callback("clustering", record)
-            if converged or iteration >= max_iter:
+            if collapsed or converged or iteration >= max_iter:
                 break
             target = target_distribution(q.double()).float()
             previous_labels = labels
@@ -309,19 +352,25 @@ def train_clustering(
             clustering_total.zero_()
             steps_since_update = 0
 
-        indices = next(batches, None)
-        if indices is None:
-            batches = _batches(len(data), batch_size, generator)
-            indices = next(batches)
+        step = next(batches, None)
+        if step is None:
+            batches = _local_batches(len(data), batch_size, generator, parallel)
+            step = next(batches)
+        indices, share = step
         images = data.take(indices)
         with autocast(data.device, precision):
-            z, reconstruction = autoencoder(augment_batch(images, augmentations, augment_generator))
+            z, reconstruction = model(augment_batch(images, augmentations, augment_generator))
         log_q = log_soft_assignment(z.float(), clustering_layer.centers, clustering_layer.alpha)
         reconstruction_loss = F.mse_loss(reconstruction.float(), images)
         cluster_loss = clustering_loss(log_q, target[indices.to(target.device)])
+        if share is not None:
+            reconstruction_loss, cluster_loss = reconstruction_loss * share, cluster_loss * share
         loss = reconstruction_loss + gamma * cluster_loss
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        if parallel is not None:
+            # DistributedDataParallel averages the autoencoder's gradients only.
+            parallel.average_gradient(clustering_layer.centers)
         optimizer.step()
         warmup.step()
         reconstruction_total += reconstruction_loss.detach()

@@ -390,7 +390,7 @@ def main(argv=None):
     >>> work.cleanup()
     """
     args = _build_parser().parse_args(argv)
-    reporter = _Reporter(quiet=args.quiet)
+    reporter = _Reporter(quiet=args.quiet or not _writes_output())
     previous_handler = _interrupt_on_sigterm()
     try:
         args.handler(args, reporter)
@@ -407,6 +407,15 @@ def main(argv=None):
         if previous_handler is not None:
             signal.signal(signal.SIGTERM, previous_handler)
     return 0
+
+
+def _writes_output():
+    """Whether this process writes results and progress: all but ranks above 0 of a torchrun launch.
+
+    Under torchrun every process loads the images and trains the model
+    together; rank 0 alone writes.
+    """
+    return os.environ.get("RANK", "0") == "0"
 
 
 def _one_line(exc):
@@ -609,6 +618,9 @@ def _cluster_command(args, reporter):
     _check_new_output(args.out, args.overwrite, _is_results_folder, "--out")
     settings = _settings(args, args.n_clusters, args.size, args.color, args.resize, args.skip_unreadable)
     settings.copy_to_folders = args.copy_to_folders
+    if not _writes_output():
+        _cluster_into(None, folder, settings, reporter)
+        return
     with atomic_folder(args.out, overwrite=args.overwrite, replaceable=_is_results_folder) as work:
         _cluster_into(work, folder, settings, reporter)
     reporter.info(f"Results are in {args.out}")
@@ -666,7 +678,8 @@ def _cluster_into(work, folder, settings, reporter, *, final_folder=None, true_l
     """Load, fit every k, and write the results of the best one into ``work``.
 
     ``final_folder`` is where ``folder`` will be once ``work`` is renamed, when
-    it lies inside ``work``.
+    it lies inside ``work``. With ``work=None`` nothing is written: a
+    process of a torchrun launch that helps rank 0 train.
     """
     final_folder = folder if final_folder is None else final_folder
     started = time.perf_counter()
@@ -695,6 +708,8 @@ def _cluster_into(work, folder, settings, reporter, *, final_folder=None, true_l
     fits, (estimator, record, embedding, proba) = _fit_every_k(
         images, pixel_points, settings, reporter, timings
     )
+    if work is None:
+        return
     if several:
         reporter.info(
             f"Best k by silhouette in the embedding: {record['n_clusters']} "
@@ -1319,6 +1334,12 @@ def _demo_command(args, reporter):
     settings = _settings(
         args, args.n_clusters, DEMO_SETTINGS["size"], DEMO_SETTINGS["color"], DEMO_SETTINGS["resize"], False
     )
+    if not _writes_output():
+        # The other processes of a torchrun launch train on their own copy of the digits.
+        with tempfile.TemporaryDirectory(prefix="skdcec-demo-") as scratch:
+            images_folder = os.path.join(scratch, "images")
+            _cluster_into(None, images_folder, settings, reporter, true_labels=_write_digits(images_folder))
+        return
     with atomic_folder(args.out, overwrite=args.overwrite, replaceable=_is_results_folder) as work:
         images_folder = os.path.join(work, "images")
         true_labels = _write_digits(images_folder)
