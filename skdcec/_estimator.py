@@ -732,10 +732,14 @@ class DeepConvEmbeddingClustering(ClassNamePrefixFeaturesOutMixin, TransformerMi
         return next(self.autoencoder_.parameters()).device
 
     def _embeddings(self, X):
-        """Embeddings of validated 2-D ``X``, as float32 tensors, one inference batch at a time.
+        """Embeddings of validated 2-D ``X``, one inference batch at a time.
 
-        Memory stays that of one batch however many rows ``X`` (a memory map,
-        say) has.
+        Yields ``(start, z)``: the position of the batch's first row and its
+        float32 embeddings. Memory stays that of one batch however many rows
+        ``X`` (a memory map, say) has, as long as the caller writes each
+        batch's result into an output allocated up front: small per-batch
+        results kept alive between the batches' large temporaries fragment the
+        heap, which then grows with the number of batches.
         """
         device = self._inference_device()
         batch_size = self._inference_batch_size(self.autoencoder_)
@@ -746,11 +750,14 @@ class DeepConvEmbeddingClustering(ClassNamePrefixFeaturesOutMixin, TransformerMi
             )
             with cpu_threads():
                 z = embed(self.autoencoder_, data, batch_size=batch_size, precision=precision)
-            yield z
+            yield start, z
 
     def _embed(self, X):
         """Embeddings of validated 2-D ``X`` as one float32 tensor."""
-        return torch.cat(list(self._embeddings(X)))
+        embeddings = torch.empty((X.shape[0], self.cluster_centers_.shape[1]), dtype=torch.float32)
+        for start, z in self._embeddings(X):
+            embeddings[start : start + len(z)] = z.cpu()
+        return embeddings
 
     def _log_proba(self, z):
         """Log soft assignment of embeddings ``z`` to the fitted centres."""
@@ -787,8 +794,10 @@ class DeepConvEmbeddingClustering(ClassNamePrefixFeaturesOutMixin, TransformerMi
         """
         check_is_fitted(self)
         X, _, _ = self._validate_images(X)
-        labels = [self._log_proba(z).argmax(dim=1).cpu().numpy() for z in self._embeddings(X)]
-        return np.concatenate(labels).astype(np.intp)
+        labels = np.empty(X.shape[0], dtype=np.intp)
+        for start, z in self._embeddings(X):
+            labels[start : start + len(z)] = self._log_proba(z).argmax(dim=1).cpu().numpy()
+        return labels
 
     def predict_proba(self, X):
         """Student's t soft assignment ``q`` of each image to each cluster.
@@ -820,7 +829,9 @@ class DeepConvEmbeddingClustering(ClassNamePrefixFeaturesOutMixin, TransformerMi
         """
         check_is_fitted(self)
         X, _, _ = self._validate_images(X)
-        proba = np.concatenate([self._log_proba(z).double().exp().cpu().numpy() for z in self._embeddings(X)])
+        proba = np.empty((X.shape[0], len(self.cluster_centers_)))
+        for start, z in self._embeddings(X):
+            proba[start : start + len(z)] = self._log_proba(z).double().exp().cpu().numpy()
         return proba / proba.sum(axis=1, keepdims=True)
 
     def transform(self, X):

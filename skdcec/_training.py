@@ -158,20 +158,24 @@ def embed(autoencoder, data, *, batch_size, precision=None, parallel=None):
     was_training = autoencoder.training
     autoencoder.eval()
     start, stop = (0, len(data)) if parallel is None else parallel.shard(len(data))
-    parts = []
+    # One output allocated up front: small per-batch results kept alive between
+    # the batches' large temporaries fragment the heap, which then grows with
+    # the number of batches.
+    z = None
     for first in range(start, stop, batch_size):
-        images = data.slice(first, min(first + batch_size, stop))
+        last = min(first + batch_size, stop)
+        images = data.slice(first, last)
         # Kernels take another code path for a batch of one image, whose
         # result differs in the last bits: pad it with a blank image so that
         # an embedding never depends on how the data were batched.
-        single = images.shape[0] == 1
-        if single:
+        if last - first == 1:
             images = torch.cat([images, torch.zeros_like(images)])
         with autocast(data.device, precision):
-            z = autoencoder.encode(images).float()
-        parts.append(z[:1] if single else z)
+            part = autoencoder.encode(images).float()
+        if z is None:
+            z = torch.empty((stop - start, part.shape[1]), dtype=torch.float32, device=part.device)
+        z[first - start : last - start] = part[: last - first]
     autoencoder.train(was_training)
-    z = torch.cat(parts)
     return z if parallel is None else parallel.gather_shards(z, len(data))
 
 
