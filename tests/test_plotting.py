@@ -5,7 +5,6 @@ import warnings
 
 import numpy as np
 import pytest
-import torch
 from sklearn.exceptions import ConvergenceWarning, NotFittedError
 
 from skdcec import DeepConvEmbeddingClustering
