@@ -19,6 +19,10 @@ Usage::
     python benchmarks/bench_quality.py                       # digits
     python benchmarks/bench_quality.py --datasets digits mnist5k \\
         --usps ../shared/data/usps.npz --json results.json
+    python benchmarks/bench_quality.py --merge seed0.json seed1.json --json all.json
+
+``--merge`` combines reports of runs made separately (one seed per process,
+in parallel or on different days) into one table per data set.
 """
 
 import argparse
@@ -136,6 +140,27 @@ def markdown(dataset, n, summary, n_seeds):
     return "\n".join(lines)
 
 
+def merge(paths):
+    """One report from several, with the runs of each data set pooled."""
+    reports = []
+    for path in paths:
+        with open(path) as handle:
+            reports.append(json.load(handle))
+    merged = {key: reports[0][key] for key in ("skdcec", "torch", "machine", "threads")}
+    merged["merged_from"] = list(paths)
+    merged["datasets"] = {}
+    for report in reports:
+        for dataset, entry in report["datasets"].items():
+            pooled = merged["datasets"].setdefault(dataset, {"n_samples": entry["n_samples"], "runs": []})
+            pooled["runs"].extend(entry["runs"])
+    for dataset, pooled in merged["datasets"].items():
+        methods = set.intersection(*(set(run) for run in pooled["runs"]))
+        pooled["runs"] = [{m: run[m] for m in run if m in methods} for run in pooled["runs"]]
+        pooled["summary"] = summarise(pooled["runs"])
+        print(markdown(dataset, pooled["n_samples"], pooled["summary"], len(pooled["runs"])), flush=True)
+    return merged
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--datasets", nargs="+", default=["digits"], choices=["digits", "mnist5k", "usps", "coil20"])
@@ -149,7 +174,14 @@ def main():
     parser.add_argument("--device", default="auto")
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
     parser.add_argument("--json", help="write the results here")
+    parser.add_argument("--merge", nargs="+", metavar="JSON", help="pool the runs of these reports instead of running")
     args = parser.parse_args()
+    if args.merge:
+        report = merge(args.merge)
+        if args.json:
+            with open(args.json, "w") as handle:
+                json.dump(report, handle, indent=2)
+        return
     if args.threads:
         torch.set_num_threads(args.threads)
 
