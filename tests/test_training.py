@@ -167,6 +167,37 @@ def test_target_is_held_fixed_between_updates(monkeypatch):
     assert shapes == [(40, 2)] * 4
 
 
+def test_augmented_joint_phase_takes_q_from_transformed_and_p_from_clean_images(monkeypatch):
+    """DEC-DA: training steps see transformed images; the target's Q sees clean ones."""
+    model, data = _setup(_blobs())
+    layer = ClusteringLayer(_centers(model, data))
+    clean = data.take(np.arange(len(data)))
+    inputs = {"target": [], "training": []}
+    encode = model.encode
+
+    def spy(x):
+        inputs["target" if torch.is_inference_mode_enabled() else "training"].append(x.detach().clone())
+        return encode(x)
+
+    monkeypatch.setattr(model, "encode", spy)
+    # A transformation that cannot go unnoticed: a left-right mirror.
+    monkeypatch.setattr(_training, "augment_batch", lambda images, names, generator: images.flip(-1))
+    train_clustering(
+        model, layer, data, augmentations=frozenset({"flip"}), **_clustering_kwargs(tol=0.0, max_iter=20)
+    )
+    # Target updates at 0, 10 and 20, each on all clean samples in order.
+    torch.testing.assert_close(torch.cat(inputs["target"]), torch.cat([clean] * 3))
+    assert len(inputs["training"]) == 20
+    def distance_to_nearest(batch, images):
+        exact = "donot_use_mm_for_euclid_dist"
+        return torch.cdist(batch.flatten(1), images.flatten(1), compute_mode=exact).min(dim=1).values
+
+    for batch in inputs["training"]:
+        # Every training image is a mirrored sample, none is a clean one.
+        assert distance_to_nearest(batch, clean.flip(-1)).max() < 1e-6
+        assert distance_to_nearest(batch, clean).min() > 0.1
+
+
 def test_joint_phase_uses_a_fresh_adam_over_all_weights_and_centres(monkeypatch):
     """The joint phase builds its own Adam (no state from pretraining) covering the centres."""
     created = []
