@@ -153,9 +153,13 @@ def autocast(device, dtype):
 def memory_format(device):
     """Memory layout of image batches and convolution weights on ``device``.
 
-    Channels-last on CUDA, where convolutions run fastest in it; plain NCHW
-    elsewhere. One fixed layout also keeps kernels from switching algorithms
-    (and last bits) between batches whose layout happens to be ambiguous.
+    Channels-last on every device: GPU convolutions run fastest in it, and
+    oneDNN's CPU convolutions too (measured on 2 cores: 16 % more training
+    images/s at 16x16 and 28x28 grayscale, 5-8 % at 64x64 and 128x128 RGB,
+    5 % fewer at 8x8, where the feature maps shrink to one pixel). One fixed
+    layout also keeps kernels from switching algorithms (and last bits)
+    between batches whose layout happens to be ambiguous, such as
+    single-channel ones.
 
     Parameters
     ----------
@@ -166,11 +170,11 @@ def memory_format(device):
     -------
     torch.memory_format
     """
-    return torch.channels_last if device.type == "cuda" else torch.contiguous_format
+    return torch.channels_last
 
 
 def place_module(module, device):
-    """Move ``module`` to ``device``; channels-last on CUDA, where convolutions run fastest.
+    """Move ``module`` to ``device``, its convolution weights channels-last.
 
     Parameters
     ----------

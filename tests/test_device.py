@@ -83,11 +83,12 @@ def test_bfloat16_autocast_runs_convolutions_on_cpu():
         assert conv(torch.randn(1, 1, 5, 5)).dtype == torch.float32
 
 
-def test_place_module_keeps_cpu_layout():
-    """On the CPU a module is moved as it is; parameters stay on the CPU."""
+def test_place_module_makes_convolutions_channels_last():
+    """On the CPU a module stays on the CPU, its convolution weights channels-last."""
     module = place_module(torch.nn.Conv2d(3, 4, 3), torch.device("cpu"))
-    assert next(module.parameters()).device.type == "cpu"
-    assert next(module.parameters()).is_contiguous()
+    assert module.weight.device.type == "cpu"
+    assert module.weight.is_contiguous(memory_format=torch.channels_last)
+    assert not module.weight.is_contiguous()
 
 
 def test_cpu_threads_caps_at_the_available_cores_and_restores(monkeypatch):
