@@ -4,9 +4,12 @@ For each image size (16x16 gray, 28x28 gray, 64x64 RGB, 128x128 RGB) it reports,
 as medians over ``--repeats`` runs:
 
 - pretraining images/s (our ``pretrain`` loop, uint8 data converted per batch);
-- the same for a bare PyTorch loop over the same module, data and batch size
-  (float tensor prepared in advance, shuffled, no bookkeeping), measured in the
-  same process, and the overhead ratio ours / bare (goal >= 0.95);
+- the same for a bare PyTorch loop over the same module, data layout and batch
+  size (float tensor prepared in advance, shuffled, no bookkeeping), measured in
+  the same process, and the overhead ratio ours / bare (goal >= 0.95);
+- the same bare loop over a plain eager fp32 model in PyTorch's default NCHW
+  layout, and our speed-up over it (what skdcec's layout and precision choices
+  buy over the obvious implementation);
 - clustering-phase images/s (joint training steps, target recomputation excluded);
 - Q-recompute images/s (embedding and soft assignment of all samples);
 - peak resident memory of the process (each size runs in its own process) and,
@@ -58,7 +61,7 @@ def measure_size(name, n_images, repeats, epochs, device_name, batch_size):
     from skdcec._autoencoder import ConvAutoencoder
     from skdcec._clustering import ClusteringLayer
     from skdcec._data import ImageBatches
-    from skdcec._device import autocast_dtype, make_generator, resolve_device
+    from skdcec._device import autocast_dtype, make_generator, memory_format, place_module, resolve_device
     from skdcec._training import embed, pretrain, train_clustering
 
     device = resolve_device(device_name)
@@ -69,19 +72,35 @@ def measure_size(name, n_images, repeats, epochs, device_name, batch_size):
     data = ImageBatches(flat, shape, None, None, device)
     inference_batch = 2048 if device.type == "cuda" else 1024
 
-    def fresh_model():
+    def fresh_model(plain=False):
         torch.manual_seed(0)
-        model = ConvAutoencoder(shape).to(device)
-        if device.type == "cuda":
-            model = model.to(memory_format=torch.channels_last)
-        return model
+        model = ConvAutoencoder(shape)
+        return model.to(device) if plain else place_module(model, device)
+
+    def bare_loop(model, prepared, plain_precision):
+        optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+        _sync(device)
+        start = time.perf_counter()
+        for _ in range(epochs):
+            order = torch.randperm(n_images, device=device)
+            for i in range(0, n_images, batch_size):
+                x = prepared[order[i : i + batch_size]]
+                with torch.autocast(device.type, dtype=plain_precision, enabled=plain_precision is not None):
+                    _, reconstruction = model(x)
+                loss = F.mse_loss(reconstruction.float(), x)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+        _sync(device)
+        return epochs * n_images / (time.perf_counter() - start)
 
     # Warm up kernels and allocators once, outside the timings.
     pretrain(fresh_model(), data, epochs=1, batch_size=batch_size, learning_rate=1e-3,
              generator=make_generator(0, torch.device("cpu")), precision=precision)
 
-    ours, bare, cluster, recompute = [], [], [], []
-    prepared = torch.from_numpy(flat).to(device).view(-1, *shape).permute(0, 3, 1, 2).float().div(255)
+    ours, bare, plain, cluster, recompute = [], [], [], [], []
+    nchw = torch.from_numpy(flat).to(device).view(-1, *shape).permute(0, 3, 1, 2).float().div(255).contiguous()
+    prepared = nchw.contiguous(memory_format=memory_format(device))
     for repeat in range(repeats):
         model = fresh_model()
         _sync(device)
@@ -90,23 +109,8 @@ def measure_size(name, n_images, repeats, epochs, device_name, batch_size):
                  generator=make_generator(repeat, torch.device("cpu")), precision=precision)
         _sync(device)
         ours.append(epochs * n_images / (time.perf_counter() - start))
-
-        model = fresh_model()
-        optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
-        _sync(device)
-        start = time.perf_counter()
-        for _ in range(epochs):
-            order = torch.randperm(n_images, device=device)
-            for i in range(0, n_images, batch_size):
-                x = prepared[order[i : i + batch_size]]
-                with torch.autocast(device.type, dtype=precision, enabled=precision is not None):
-                    _, reconstruction = model(x)
-                loss = F.mse_loss(reconstruction.float(), x)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-        _sync(device)
-        bare.append(epochs * n_images / (time.perf_counter() - start))
+        bare.append(bare_loop(fresh_model(), prepared, precision))
+        plain.append(bare_loop(fresh_model(plain=True), nchw, None))
 
         _sync(device)
         start = time.perf_counter()
@@ -141,6 +145,8 @@ def measure_size(name, n_images, repeats, epochs, device_name, batch_size):
         "pretrain_images_per_s": statistics.median(ours),
         "bare_loop_images_per_s": statistics.median(bare),
         "overhead_ratio": statistics.median(o / b for o, b in zip(ours, bare)),
+        "plain_eager_images_per_s": statistics.median(plain),
+        "speedup_over_plain": statistics.median(o / p for o, p in zip(ours, plain)),
         "clustering_images_per_s": statistics.median(cluster),
         "q_recompute_images_per_s": statistics.median(recompute),
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
@@ -198,15 +204,16 @@ def measure_search(device_name, repeats):
 
 def markdown(records):
     lines = [
-        "| size | device | pretrain img/s | bare loop img/s | overhead ratio | clustering img/s "
-        "| Q recompute img/s | peak RSS MB | peak GPU MB |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| size | device | pretrain img/s | bare loop img/s | overhead ratio | plain eager img/s "
+        "| speed-up over plain | clustering img/s | Q recompute img/s | peak RSS MB | peak GPU MB |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in records:
         lines.append(
             f"| {r['size']} | {r['device']} ({r['precision']}, {r['threads']} thr) "
             f"| {r['pretrain_images_per_s']:,.0f} | {r['bare_loop_images_per_s']:,.0f} "
-            f"| {r['overhead_ratio']:.3f} | {r['clustering_images_per_s']:,.0f} "
+            f"| {r['overhead_ratio']:.3f} | {r['plain_eager_images_per_s']:,.0f} "
+            f"| {r['speedup_over_plain']:.2f} | {r['clustering_images_per_s']:,.0f} "
             f"| {r['q_recompute_images_per_s']:,.0f} | {r['peak_rss_mb']:,.0f} "
             f"| {r.get('peak_gpu_mb', float('nan')):,.0f} |"
         )

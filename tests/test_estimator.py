@@ -308,6 +308,31 @@ def test_collapse_warns_with_sizes_and_keeps_the_last_healthy_labels(digits, qui
     np.testing.assert_array_equal(est.predict(X), est.labels_)
 
 
+@pytest.mark.slow
+def test_natural_collapse_of_many_small_clusters_never_passes_silently(digits):
+    """Many clusters on few images with a rushed joint phase collapse; no fit loses clusters unwarned."""
+    X = digits[0][:200]
+    collapsed = 0
+    for seed in range(3):
+        est = DeepConvEmbeddingClustering(
+            20, pretrain_epochs=3, max_iter=50, update_interval=5, tol=0.0, batch_size=64, n_init=2,
+            learning_rate=1e-2, gamma=1.0, random_state=seed, device="cpu",
+        )
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            est.fit(X)
+        messages = [str(w.message) for w in caught if issubclass(w.category, ConvergenceWarning)]
+        initial = np.count_nonzero(est.history_["clustering"][0]["cluster_sizes"])
+        final = np.bincount(est.labels_, minlength=20)
+        if any("emptied out" in m for m in messages):
+            collapsed += 1
+            # Training stopped and went back: the kept solution has the initial clusters.
+            assert np.count_nonzero(final) == initial
+        if np.count_nonzero(final) < initial:
+            assert any(f"sizes {final.tolist()}" in m for m in messages)
+    assert collapsed >= 1, "the case was built to collapse at least once"
+
+
 def _rows_with(value, row, shape=(10, 4)):
     X = np.random.default_rng(0).uniform(size=shape)
     X[row, 1] = value
