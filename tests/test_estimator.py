@@ -571,3 +571,58 @@ def test_fit_and_predict_cap_torch_threads_and_restore_them(digits, quick_params
     finally:
         torch.set_num_threads(previous)
     assert seen and set(seen) == {1}
+
+
+def test_spectral_init_centres_are_the_means_of_spectral_clusters(digits, quick_params, monkeypatch):
+    """init="spectral" starts every centre at the mean embedding of one spectral cluster of the graph."""
+    from skdcec import _estimator
+
+    seen = {}
+    real = _estimator.SpectralClustering
+
+    class Recording(real):
+        def fit_predict(self, X, y=None):
+            seen["X"], seen["labels"] = X, super().fit_predict(X)
+            return seen["labels"]
+
+    monkeypatch.setattr(_estimator, "SpectralClustering", Recording)
+    X = digits[0][:150]
+    est = DeepConvEmbeddingClustering(4, init="spectral", random_state=0, **dict(quick_params, max_iter=0))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        est.fit(X)
+    expected = np.stack([seen["X"][seen["labels"] == c].mean(axis=0) for c in range(4)])
+    np.testing.assert_allclose(est.cluster_centers_, expected, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(seen["X"], est.transform(X), rtol=1e-5, atol=1e-6)
+
+
+def test_spectral_init_seeds_an_empty_spectral_cluster_at_a_sample(digits, quick_params, monkeypatch):
+    """A spectral cluster that got no sample still gets a finite centre: one of the embeddings."""
+    from skdcec import _estimator
+
+    class MissingLastCluster(_estimator.SpectralClustering):
+        def fit_predict(self, X, y=None):
+            return np.arange(len(X)) % (self.n_clusters - 1)
+
+    monkeypatch.setattr(_estimator, "SpectralClustering", MissingLastCluster)
+    X = digits[0][:60]
+    est = DeepConvEmbeddingClustering(3, init="spectral", random_state=0, **dict(quick_params, max_iter=0))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        est.fit(X)
+    embeddings = est.transform(X)
+    assert np.isfinite(est.cluster_centers_).all()
+    assert np.isclose(np.abs(embeddings - est.cluster_centers_[2]).sum(axis=1), 0, atol=1e-4).any()
+
+
+def test_spectral_init_is_reproducible_and_works_on_tabular_data(quick_params):
+    """Same seed, same spectral start and labels, on flat blobs as on images; one cluster is the mean."""
+    from sklearn.datasets import make_blobs
+
+    X, _ = make_blobs(60, n_features=2, centers=3, random_state=0)
+    first = DeepConvEmbeddingClustering(3, init="spectral", random_state=0, **quick_params).fit(X)
+    second = DeepConvEmbeddingClustering(3, init="spectral", random_state=0, **quick_params).fit(X)
+    np.testing.assert_array_equal(first.labels_, second.labels_)
+    np.testing.assert_array_equal(first.cluster_centers_, second.cluster_centers_)
+    single = DeepConvEmbeddingClustering(1, init="spectral", random_state=0, **quick_params).fit(X)
+    assert (single.labels_ == 0).all()
