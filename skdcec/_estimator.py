@@ -244,8 +244,10 @@ class DeepConvEmbeddingClustering(ClassNamePrefixFeaturesOutMixin, TransformerMi
         The trained convolutional autoencoder.
     history_ : dict
         ``"pretrain"``: one record per epoch (``epoch``,
-        ``reconstruction_loss``); ``"clustering"``: one record per target
-        update (``iteration``, ``reconstruction_loss``, ``clustering_loss``,
+        ``reconstruction_loss`` and ``seconds``, the epoch's wall time, kept
+        from the original fit when ``memory`` serves the pretraining);
+        ``"clustering"``: one record per target update (``iteration``,
+        ``reconstruction_loss``, ``clustering_loss``,
         ``label_change_fraction``, ``cluster_sizes``).
     n_iter_ : int
         Mini-batches of joint training run.

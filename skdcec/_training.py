@@ -1,6 +1,7 @@
 """DCEC's two training phases: autoencoder pretraining, then joint clustering."""
 
 import copy
+import time
 from dataclasses import dataclass, field
 
 import torch
@@ -96,7 +97,8 @@ def pretrain(
     Returns
     -------
     list of dict
-        One record per epoch: ``epoch`` and ``reconstruction_loss``.
+        One record per epoch: ``epoch``, ``reconstruction_loss`` and
+        ``seconds`` (the epoch's wall time).
 
     Raises
     ------
@@ -108,6 +110,7 @@ def pretrain(
     optimizer = torch.optim.Adam(autoencoder.parameters(), lr=learning_rate)
     history = []
     for epoch in range(epochs):
+        started = time.perf_counter()
         # Accumulate on the device: one host synchronisation per epoch.
         total = torch.zeros((), device=data.device)
         for indices, share in _local_batches(len(data), batch_size, generator, parallel):
@@ -124,7 +127,9 @@ def pretrain(
             optimizer.step()
         if parallel is not None:
             total = parallel.total(total)
+        # .item() waits for the device, so the epoch's time is complete.
         record = {"epoch": epoch + 1, "reconstruction_loss": (total / len(data)).item()}
+        record["seconds"] = time.perf_counter() - started
         _check_finite(record["reconstruction_loss"], f"pretraining epoch {epoch + 1}")
         history.append(record)
         if callback is not None:

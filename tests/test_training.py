@@ -52,6 +52,7 @@ def test_pretraining_lowers_the_reconstruction_loss():
     model, data = _setup(_blobs())
     history = pretrain(model, data, epochs=30, batch_size=8, learning_rate=1e-2, generator=_generator())
     assert [r["epoch"] for r in history] == list(range(1, 31))
+    assert all(r["seconds"] > 0 for r in history)
     assert history[-1]["reconstruction_loss"] < 0.5 * history[0]["reconstruction_loss"]
 
 
