@@ -573,24 +573,30 @@ def test_fit_and_predict_cap_torch_threads_and_restore_them(digits, quick_params
     assert seen and set(seen) == {1}
 
 
-def test_spectral_init_centres_are_the_means_of_spectral_clusters(digits, quick_params, monkeypatch):
-    """init="spectral" starts every centre at the mean embedding of one spectral cluster of the graph."""
+def _spectral_start(X, n_clusters, spectral_class, quick_params, monkeypatch):
+    """An estimator fitted from a spectral start by ``spectral_class``, with no joint training."""
     from skdcec import _estimator
 
-    seen = {}
-    real = _estimator.SpectralClustering
+    monkeypatch.setattr(_estimator, "SpectralClustering", spectral_class)
+    est = DeepConvEmbeddingClustering(n_clusters, init="spectral", random_state=0, **dict(quick_params, max_iter=0))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        return est.fit(X)
 
-    class Recording(real):
+
+def test_spectral_init_centres_are_the_means_of_spectral_clusters(digits, quick_params, monkeypatch):
+    """init="spectral" starts every centre at the mean embedding of one spectral cluster of the graph."""
+    from skdcec._estimator import SpectralClustering
+
+    seen = {}
+
+    class Recording(SpectralClustering):
         def fit_predict(self, X, y=None):
             seen["X"], seen["labels"] = X, super().fit_predict(X)
             return seen["labels"]
 
-    monkeypatch.setattr(_estimator, "SpectralClustering", Recording)
     X = digits[0][:150]
-    est = DeepConvEmbeddingClustering(4, init="spectral", random_state=0, **dict(quick_params, max_iter=0))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        est.fit(X)
+    est = _spectral_start(X, 4, Recording, quick_params, monkeypatch)
     expected = np.stack([seen["X"][seen["labels"] == c].mean(axis=0) for c in range(4)])
     np.testing.assert_allclose(est.cluster_centers_, expected, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(seen["X"], est.transform(X), rtol=1e-5, atol=1e-6)
@@ -598,18 +604,14 @@ def test_spectral_init_centres_are_the_means_of_spectral_clusters(digits, quick_
 
 def test_spectral_init_seeds_an_empty_spectral_cluster_at_a_sample(digits, quick_params, monkeypatch):
     """A spectral cluster that got no sample still gets a finite centre: one of the embeddings."""
-    from skdcec import _estimator
+    from skdcec._estimator import SpectralClustering
 
-    class MissingLastCluster(_estimator.SpectralClustering):
+    class MissingLastCluster(SpectralClustering):
         def fit_predict(self, X, y=None):
             return np.arange(len(X)) % (self.n_clusters - 1)
 
-    monkeypatch.setattr(_estimator, "SpectralClustering", MissingLastCluster)
     X = digits[0][:60]
-    est = DeepConvEmbeddingClustering(3, init="spectral", random_state=0, **dict(quick_params, max_iter=0))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        est.fit(X)
+    est = _spectral_start(X, 3, MissingLastCluster, quick_params, monkeypatch)
     embeddings = est.transform(X)
     assert np.isfinite(est.cluster_centers_).all()
     assert np.isclose(np.abs(embeddings - est.cluster_centers_[2]).sum(axis=1), 0, atol=1e-4).any()
