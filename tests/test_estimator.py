@@ -578,7 +578,8 @@ def _spectral_start(X, n_clusters, spectral_class, quick_params, monkeypatch):
     from skdcec import _estimator
 
     monkeypatch.setattr(_estimator, "SpectralClustering", spectral_class)
-    est = DeepConvEmbeddingClustering(n_clusters, init="spectral", random_state=0, **dict(quick_params, max_iter=0))
+    params = dict(quick_params, max_iter=0)
+    est = DeepConvEmbeddingClustering(n_clusters, init="spectral", random_state=0, **params)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         return est.fit(X)
