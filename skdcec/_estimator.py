@@ -940,9 +940,16 @@ class DeepConvEmbeddingClustering(ClassNamePrefixFeaturesOutMixin, TransformerMi
                 f"embedding_dim={self.embedding_dim}; pass embeddings from transform."
             )
         device = self._inference_device()
-        with torch.inference_mode():
-            decoded = self.autoencoder_.decode(torch.as_tensor(Z, dtype=torch.float32, device=device))
-        images = decoded.permute(0, 2, 3, 1).double().cpu().numpy()
+        batch_size = self._inference_batch_size(self.autoencoder_)
+        height, width, channels = self.image_shape_
+        # Decoded one inference batch at a time into an output allocated up
+        # front, so that the decoder's activations stay those of one batch.
+        images = np.empty((len(Z), height, width, channels))
+        with cpu_threads(), torch.inference_mode():
+            for start in range(0, len(Z), batch_size):
+                part = torch.as_tensor(Z[start : start + batch_size], dtype=torch.float32, device=device)
+                decoded = self.autoencoder_.decode(part).permute(0, 2, 3, 1)
+                images[start : start + len(part)] = decoded.double().cpu().numpy()
         images = images * self.input_scale_ + self.input_mean_
         if self._input_dtype == np.uint8:
             images = np.clip(np.rint(images), 0, 255).astype(np.uint8)

@@ -467,6 +467,28 @@ def test_inference_streams_in_bounded_chunks(digits, quick_params, monkeypatch):
     assert max(batch_sizes) == 7 and sum(batch_sizes) == 3 * len(X)
 
 
+def test_inverse_transform_decodes_in_bounded_batches(digits, quick_params, monkeypatch):
+    """inverse_transform decodes a batch at a time, with the same images as in one go."""
+    from skdcec import _estimator
+
+    X = digits[0][:50]
+    est = _fit(X, **quick_params)
+    embedding = est.transform(X)
+    whole = est.inverse_transform(embedding)
+    decoded_rows = []
+    decode = est.autoencoder_.decode
+
+    def spy(z):
+        decoded_rows.append(len(z))
+        return decode(z)
+
+    monkeypatch.setattr(est.autoencoder_, "decode", spy)
+    monkeypatch.setattr(_estimator, "MAX_INFERENCE_BATCH_SIZE", 7)
+    est.set_params(batch_size=1)
+    np.testing.assert_allclose(est.inverse_transform(embedding), whole, rtol=1e-5, atol=1e-5)
+    assert max(decoded_rows) == 7 and sum(decoded_rows) == len(X)
+
+
 def test_unavailable_cuda_is_a_clear_error(quick_params):
     """Asking for CUDA on a machine without it says so instead of failing inside torch."""
     if torch.cuda.is_available():
@@ -548,8 +570,8 @@ def test_augment_selection_is_validated(quick_params):
         est.fit(np.zeros((10, 16)))
 
 
-def test_fit_and_predict_cap_torch_threads_and_restore_them(digits, quick_params, monkeypatch):
-    """Training and inference run on at most the available cores; the user's setting survives."""
+def test_fit_and_inference_cap_torch_threads_and_restore_them(digits, quick_params, monkeypatch):
+    """Training, inference and decoding run on at most the available cores; the user's setting survives."""
     from skdcec import _device, _estimator
 
     seen = []
@@ -567,6 +589,15 @@ def test_fit_and_predict_cap_torch_threads_and_restore_them(digits, quick_params
         est = DeepConvEmbeddingClustering(3, random_state=0, **quick_params).fit(digits[0][:60])
         assert torch.get_num_threads() == 3
         est.predict(digits[0][:10])
+        assert torch.get_num_threads() == 3
+        decode = est.autoencoder_.decode
+
+        def recording_decode(z):
+            seen.append(torch.get_num_threads())
+            return decode(z)
+
+        monkeypatch.setattr(est.autoencoder_, "decode", recording_decode)
+        est.inverse_transform(est.cluster_centers_)
         assert torch.get_num_threads() == 3
     finally:
         torch.set_num_threads(previous)
