@@ -562,7 +562,8 @@ class DeepConvEmbeddingClustering(ClassNamePrefixFeaturesOutMixin, TransformerMi
         # A spectral cluster that received no sample is seeded at a sample drawn
         # at random, so that every centre lies in the data.
         empty = np.flatnonzero(sizes == 0)
-        centers[empty] = embeddings[check_random_state(seed).choice(len(embeddings), len(empty), replace=False)]
+        drawn = check_random_state(seed).choice(len(embeddings), len(empty), replace=False)
+        centers[empty] = embeddings[drawn]
         sizes[empty] = 1
         return torch.as_tensor(centers / sizes[:, None], dtype=torch.float32)
 
