@@ -7,7 +7,7 @@ import torch
 
 from skdcec._device import memory_format
 
-# Rows read per chunk when statistics are gathered from a collection.
+# Rows read per chunk when a whole collection is read (statistics, a copy on the GPU).
 STATISTICS_CHUNK_SIZE = 4096
 # Scattered rows read from a memory map between two releases of its pages.
 MAPPED_ROWS_PER_RELEASE = 16
@@ -74,8 +74,9 @@ def channel_statistics(X, n_channels):
     mean = total / count
     variance = np.maximum(total_sq / count - np.square(mean), 0.0)
     std = np.sqrt(variance)
-    # A spread below float64 resolution of the values is no spread at all.
-    std[std <= 1e-12 * np.maximum(np.abs(mean + shift), 1.0)] = 1.0
+    # A spread below float64 resolution of the values is no spread at all; a
+    # small spread of small values (images scaled by 1e-13) is a real one.
+    std[(std == 0) | (std <= 1e-12 * np.abs(mean + shift))] = 1.0
     return mean + shift, std
 
 
@@ -83,9 +84,10 @@ class ImageBatches:
     """A flat NumPy image collection served as NCHW float32 tensors.
 
     ``uint8`` images are mapped to ``[0, 1]``; any other dtype is standardised
-    per channel with ``mean`` and ``std``. Conversion happens one batch at a
-    time, so a ``uint8`` collection (or a memory map) is never copied whole to
-    float. On a CUDA device a collection that fits is moved there once, in its
+    per channel with ``mean`` and ``std`` (``float64`` in ``float64``, before it
+    is narrowed to ``float32``, so that values far from zero keep their
+    spread). Conversion happens one batch at a time, so a ``uint8``
+    collection (or a memory map) is never copied whole to float. On a CUDA device a collection that fits is moved there once, in its
     compact dtype, and batches are cut from it without host copies.
 
     Parameters
@@ -106,8 +108,15 @@ class ImageBatches:
         self.device = device
         self.n_samples = X.shape[0]
         self._memory_format = memory_format(device)
+        self._host_mean = self._host_scale = None
         if X.dtype == np.uint8:
             self._offset, self._scale = 0.0, 1.0 / 255.0
+        elif X.dtype == np.float64:
+            # float32 cannot hold the spread of values far from zero (1e9 + a
+            # unit spread): standardise on the host, in float64.
+            self._offset = self._scale = None
+            self._host_mean = np.tile(np.asarray(mean, dtype=np.float64), X.shape[1] // len(mean))
+            self._host_scale = 1.0 / np.tile(np.asarray(std, dtype=np.float64), X.shape[1] // len(std))
         else:
             self._offset = torch.as_tensor(mean, dtype=torch.float32, device=device)
             self._scale = torch.as_tensor(1.0 / std, dtype=torch.float32, device=device)
@@ -121,16 +130,30 @@ class ImageBatches:
         # Leave most of the memory to activations and the optimiser.
         if self.X.nbytes > free_bytes // 4:
             return None
-        compact = self.X if self.X.dtype == np.uint8 else self.X.astype(np.float32)
-        return torch.from_numpy(np.array(compact, copy=True)).to(self.device)
+        if self.X.dtype == np.uint8:
+            compact = np.array(self.X, copy=True)
+        else:
+            compact = np.empty(self.X.shape, dtype=np.float32)
+            for start in range(0, self.n_samples, STATISTICS_CHUNK_SIZE):
+                stop = start + STATISTICS_CHUNK_SIZE
+                compact[start:stop] = self._narrow(self.X[start:stop])
+        return torch.from_numpy(compact).to(self.device)
 
     def __len__(self):
         return self.n_samples
+
+    def _narrow(self, rows):
+        """Rows as float32, standardised on the way when they are float64."""
+        if self._host_mean is None:
+            return rows.astype(np.float32)
+        return ((rows - self._host_mean) * self._host_scale).astype(np.float32)
 
     def _normalise(self, raw):
         height, width, channels = self.image_shape
         images = raw.reshape(-1, height, width, channels).permute(0, 3, 1, 2)
         images = images.to(torch.float32, memory_format=self._memory_format)
+        if self._offset is None:
+            return images
         if isinstance(self._offset, float):
             return images.mul_(self._scale)
         # Out of place: a float32 batch may be a view of the resident collection.
@@ -187,6 +210,8 @@ class ImageBatches:
             self._mapping.madvise(mmap.MADV_DONTNEED)
 
     def _host_to_device(self, rows):
+        if self._host_mean is not None:
+            rows = self._narrow(rows)
         tensor = torch.from_numpy(rows)
         if self.device.type == "cuda":
             return tensor.pin_memory().to(self.device, non_blocking=True)

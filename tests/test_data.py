@@ -47,6 +47,23 @@ def test_statistics_are_exact_across_chunks_and_offsets(monkeypatch):
     np.testing.assert_array_equal(constant_std, [1.0])
 
 
+def test_float64_far_from_zero_keeps_its_spread():
+    """float64 images at an offset of 1e9 are standardised before float32 could round their spread away."""
+    rng = np.random.default_rng(2)
+    flat = 1e9 + rng.normal(size=(200, 16))
+    mean, std = channel_statistics(flat, 1)
+    batch = ImageBatches(flat, (4, 4, 1), mean, std, CPU).take(np.arange(200))
+    expected = (flat - mean) / std
+    np.testing.assert_allclose(batch.reshape(200, 16).numpy(), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_tiny_spread_of_tiny_values_is_kept():
+    """Images scaled by 1e-13 have a real spread, not none."""
+    flat = 1e-13 * np.random.default_rng(3).uniform(size=(100, 9))
+    _, std = channel_statistics(flat, 1)
+    np.testing.assert_allclose(std, [flat.std()], rtol=1e-6)
+
+
 def test_memmaps_are_read_batch_by_batch(tmp_path):
     """A read-only uint8 memmap serves batches without being loaded or copied whole."""
     path = tmp_path / "images.npy"

@@ -79,12 +79,12 @@ def test_uint8_is_not_copied_whole_to_float(rgb_images, quick_params, monkeypatc
     assert est.labels_.shape == (24,)
 
 
-@pytest.mark.parametrize("scale", [1e-6, 1.0, 1e6])
-def test_any_scale_trains_the_same(digits, quick_params, scale):
-    """Float input is standardised per channel: scaling X does not change the clustering."""
+@pytest.mark.parametrize("scale, offset", [(1e-13, 0.0), (1e-6, 3e-6), (1.0, 3.0), (1e6, 3e6), (1.0, 1e9)])
+def test_any_scale_trains_the_same(digits, quick_params, scale, offset):
+    """Float input is standardised per channel: scaling or shifting X does not change the clustering."""
     X = digits[0][:300]
     reference = _fit(X, n_clusters=5, **quick_params).labels_
-    scaled = _fit(X * scale + 3 * scale, n_clusters=5, **quick_params).labels_
+    scaled = _fit(X * scale + offset, n_clusters=5, **quick_params).labels_
     assert adjusted_rand_score(reference, scaled) > 0.95
 
 
