@@ -87,8 +87,10 @@ class ImageBatches:
     per channel with ``mean`` and ``std`` (``float64`` in ``float64``, before it
     is narrowed to ``float32``, so that values far from zero keep their
     spread). Conversion happens one batch at a time, so a ``uint8``
-    collection (or a memory map) is never copied whole to float. On a CUDA device a collection that fits is moved there once, in its
-    compact dtype, and batches are cut from it without host copies.
+    collection (or a memory map) is never copied whole to float. On a CUDA
+    device a collection that fits is moved there once, in its compact dtype
+    (``uint8``, or standardised ``float32``), and batches are cut from it
+    without host copies.
 
     Parameters
     ----------
@@ -100,9 +102,12 @@ class ImageBatches:
         Standardisation for non-``uint8`` data; ignored for ``uint8``.
     device : torch.device
         Where batches are delivered.
+    resident : bool, default=None
+        Whether to keep the whole collection on ``device``; ``None`` keeps it
+        there on a CUDA device whose free memory holds it four times over.
     """
 
-    def __init__(self, X, image_shape, mean, std, device):
+    def __init__(self, X, image_shape, mean, std, device, *, resident=None):
         self.X = X
         self.image_shape = tuple(image_shape)
         self.device = device
@@ -120,16 +125,19 @@ class ImageBatches:
         else:
             self._offset = torch.as_tensor(mean, dtype=torch.float32, device=device)
             self._scale = torch.as_tensor(1.0 / std, dtype=torch.float32, device=device)
-        self._resident = self._make_resident()
+        if resident is None:
+            resident = self._fits_on_device()
+        self._resident = self._device_copy() if resident else None
         self._mapping = None if self._resident is not None else _shared_file_mapping(X)
 
-    def _make_resident(self):
+    def _fits_on_device(self):
         if self.device.type != "cuda":
-            return None
+            return False
         free_bytes, _ = torch.cuda.mem_get_info(self.device)
         # Leave most of the memory to activations and the optimiser.
-        if self.X.nbytes > free_bytes // 4:
-            return None
+        return self.X.size * (1 if self.X.dtype == np.uint8 else 4) <= free_bytes // 4
+
+    def _device_copy(self):
         if self.X.dtype == np.uint8:
             compact = np.array(self.X, copy=True)
         else:

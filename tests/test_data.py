@@ -57,6 +57,21 @@ def test_float64_far_from_zero_keeps_its_spread():
     np.testing.assert_allclose(batch.reshape(200, 16).numpy(), expected, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("dtype", [np.uint8, np.float32, np.float64])
+def test_a_collection_kept_on_the_device_serves_the_same_batches(dtype):
+    """The GPU's resident copy (exercised here on the CPU) gives the batches of the host path, unaltered."""
+    rng = np.random.default_rng(4)
+    flat = rng.integers(0, 256, size=(40, 18)).astype(dtype) + (0 if dtype == np.uint8 else 1e3)
+    mean, std = channel_statistics(flat, 2)
+    host = ImageBatches(flat, (3, 3, 2), mean, std, CPU, resident=False)
+    kept = ImageBatches(flat, (3, 3, 2), mean, std, CPU, resident=True)
+    indices = torch.tensor([0, 5, 39])
+    for _ in range(2):  # a second read sees no batch written back into the copy
+        torch.testing.assert_close(kept.take(indices), host.take(indices))
+        torch.testing.assert_close(kept.slice(3, 11), host.slice(3, 11))
+    assert kept.take(indices).dtype == torch.float32
+
+
 def test_tiny_spread_of_tiny_values_is_kept():
     """Images scaled by 1e-13 have a real spread, not none."""
     flat = 1e-13 * np.random.default_rng(3).uniform(size=(100, 9))
