@@ -309,6 +309,23 @@ def test_collapse_warns_with_sizes_and_keeps_the_last_healthy_labels(digits, qui
 
 
 @pytest.mark.slow
+def test_compile_trains_the_eager_model(digits, quick_params):
+    """compile=True (torch.compile, built here by the CPU's C++ compiler) learns what eager mode learns."""
+    X = digits[0][:200]
+    params = dict(quick_params, pretrain_epochs=3, max_iter=20, n_clusters=4)
+    eager = _fit(X, **params)
+    compiled = _fit(X, compile=True, **params)
+    np.testing.assert_allclose(
+        [r["reconstruction_loss"] for r in compiled.history_["pretrain"]],
+        [r["reconstruction_loss"] for r in eager.history_["pretrain"]],
+        rtol=1e-4,
+    )
+    assert adjusted_rand_score(eager.labels_, compiled.labels_) > 0.95
+    # The fitted model is the plain module, so it pickles like any other.
+    np.testing.assert_array_equal(pickle.loads(pickle.dumps(compiled)).predict(X), compiled.labels_)
+
+
+@pytest.mark.slow
 def test_natural_collapse_of_many_small_clusters_never_passes_silently(digits):
     """Many clusters on few images with a rushed joint phase collapse; no fit loses clusters unwarned."""
     X = digits[0][:200]
