@@ -3,7 +3,6 @@
 import math
 
 from torch import nn
-from torch.nn import functional as F
 
 ACTIVATIONS = {"relu": nn.ReLU, "elu": nn.ELU, "leaky_relu": nn.LeakyReLU}
 
@@ -17,9 +16,14 @@ class ConvAutoencoder(nn.Module):
     back to the last feature map, transposed convolutions with stride 2 and a
     linear output layer. There is no pooling, normalisation or dropout.
 
-    Any ``height x width`` works: the input is zero-padded at the bottom and
-    right to a multiple of ``2 ** len(filters)`` and the reconstruction is
-    cropped back, so the loss is taken on the real pixels only.
+    Any ``height x width`` works, 1 x n strips included. Every convolution
+    pads its input symmetrically by half its kernel, so it maps a side ``s``
+    to ``ceil(s / 2)``; the transposed convolution that mirrors it adds the
+    one row or column (``output_padding``) that takes ``ceil(s / 2)`` back to
+    exactly ``s``. The network thus computes on the real pixels only, and the
+    reconstruction has the input's size without cropping: a 28 x 28 image
+    costs 28 x 28 pixels of work, not the 32 x 32 of padding every side to a
+    multiple of ``2 ** len(filters)``.
 
     Parameters
     ----------
@@ -37,14 +41,9 @@ class ConvAutoencoder(nn.Module):
         super().__init__()
         height, width, channels = image_shape
         self.image_shape = (int(height), int(width), int(channels))
-        stride = 2 ** len(filters)
-        self.padded_height = math.ceil(height / stride) * stride
-        self.padded_width = math.ceil(width / stride) * stride
-        self.feature_shape = (
-            filters[-1],
-            self.padded_height // stride,
-            self.padded_width // stride,
-        )
+        heights = _halved_sides(self.image_shape[0], len(filters))
+        widths = _halved_sides(self.image_shape[1], len(filters))
+        self.feature_shape = (filters[-1], heights[-1], widths[-1])
         kernels = [5] * (len(filters) - 1) + [3]
         act = ACTIVATIONS[activation]
 
@@ -64,9 +63,20 @@ class ConvAutoencoder(nn.Module):
         out_channels_list = list(reversed(filters[:-1])) + [channels]
         in_channels = filters[-1]
         for i, (out_channels, kernel) in enumerate(zip(out_channels_list, reversed(kernels))):
+            # Mirror of encoder layer ``depth``: from its output side back to its input side.
+            depth = len(filters) - 1 - i
+            output_padding = (
+                heights[depth] - (2 * heights[depth + 1] - 1),
+                widths[depth] - (2 * widths[depth + 1] - 1),
+            )
             decoder.append(
                 nn.ConvTranspose2d(
-                    in_channels, out_channels, kernel, stride=2, padding=kernel // 2, output_padding=1
+                    in_channels,
+                    out_channels,
+                    kernel,
+                    stride=2,
+                    padding=kernel // 2,
+                    output_padding=output_padding,
                 )
             )
             if i < len(filters) - 1:
@@ -80,16 +90,12 @@ class ConvAutoencoder(nn.Module):
         Parameters
         ----------
         x : torch.Tensor of shape (batch, channels, height, width)
-            Images at their real size.
+            Images.
 
         Returns
         -------
         torch.Tensor of shape (batch, embedding_dim)
         """
-        pad_bottom = self.padded_height - x.shape[2]
-        pad_right = self.padded_width - x.shape[3]
-        if pad_bottom or pad_right:
-            x = F.pad(x, (0, pad_right, 0, pad_bottom))
         return self.encoder(x)
 
     def decode(self, z):
@@ -104,8 +110,7 @@ class ConvAutoencoder(nn.Module):
         -------
         torch.Tensor of shape (batch, channels, height, width)
         """
-        height, width, _ = self.image_shape
-        return self.decoder(z)[:, :, :height, :width]
+        return self.decoder(z)
 
     def forward(self, x):
         """Embed and reconstruct a batch.
@@ -122,3 +127,11 @@ class ConvAutoencoder(nn.Module):
         """
         z = self.encode(x)
         return z, self.decode(z)
+
+
+def _halved_sides(side, depth):
+    """Sides of the feature maps of ``depth`` stride-2 convolutions, the input's first."""
+    sides = [side]
+    for _ in range(depth):
+        sides.append(math.ceil(sides[-1] / 2))
+    return sides

@@ -765,7 +765,8 @@ class DeepConvEmbeddingClustering(ClassNamePrefixFeaturesOutMixin, TransformerMi
     # ------------------------------------------------------------ inference
 
     def _inference_batch_size(self, autoencoder):
-        pixels = autoencoder.padded_height * autoencoder.padded_width
+        height, width, _ = autoencoder.image_shape
+        pixels = height * width
         return int(min(MAX_INFERENCE_BATCH_SIZE, max(self.batch_size, INFERENCE_PIXELS_PER_BATCH // pixels)))
 
     def _inference_device(self):

@@ -36,12 +36,49 @@ def test_reconstruction_has_the_input_shape(shape):
     assert reconstruction.shape == x.shape
 
 
-def test_padding_does_not_leak_into_the_embedding_of_real_pixels():
-    """Padding is fixed zeros: changing the input changes the embedding, padding cannot."""
+def _feature_map_sides(model, x):
+    """(height, width) of the output of every convolution, encoder then decoder."""
+    sides = []
+    hooks = [
+        m.register_forward_hook(lambda module, args, out: sides.append(tuple(out.shape[2:])))
+        for m in model.modules()
+        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))
+    ]
+    model(x)
+    for hook in hooks:
+        hook.remove()
+    return sides
+
+
+@pytest.mark.parametrize(
+    "shape, expected",
+    [
+        ((28, 28, 1), [(14, 14), (7, 7), (4, 4), (7, 7), (14, 14), (28, 28)]),
+        ((5, 7, 1), [(3, 4), (2, 2), (1, 1), (2, 2), (3, 4), (5, 7)]),
+        ((1, 17, 1), [(1, 9), (1, 5), (1, 3), (1, 5), (1, 9), (1, 17)]),
+        ((16, 16, 1), [(8, 8), (4, 4), (2, 2), (4, 4), (8, 8), (16, 16)]),
+    ],
+)
+def test_the_network_computes_on_the_real_pixels_only(shape, expected):
+    """Each convolution halves the real sides (rounding up), each mirror restores them exactly.
+
+    No layer works on padding beyond its own kernel's: a 28 x 28 image is not
+    padded to 32 x 32 first, which would cost 31 % more arithmetic.
+    """
+    height, width, channels = shape
+    model = ConvAutoencoder(shape, embedding_dim=3)
+    assert _feature_map_sides(model, torch.randn(2, channels, height, width)) == expected
+
+
+def test_every_pixel_of_the_input_reaches_the_embedding_and_the_reconstruction():
+    """The bottom-right pixel of an odd-sized image moves the embedding and is reconstructed."""
+    torch.manual_seed(0)
     model = ConvAutoencoder((5, 7, 1), embedding_dim=3)
-    assert (model.padded_height, model.padded_width) == (8, 8)
-    x = torch.randn(1, 1, 5, 7)
-    torch.testing.assert_close(model.encode(x), model.encoder(nn.functional.pad(x, (0, 1, 0, 3))))
+    x = torch.randn(1, 1, 5, 7, requires_grad=True)
+    z, reconstruction = model(x)
+    (z.sum() + reconstruction[0, 0, -1, -1]).backward()
+    assert x.grad[0, 0, -1, -1] != 0
+    assert reconstruction.shape == x.shape
 
 
 @pytest.mark.parametrize("activation, cls", [("relu", nn.ReLU), ("elu", nn.ELU), ("leaky_relu", nn.LeakyReLU)])
@@ -52,8 +89,8 @@ def test_activation_is_used_in_hidden_layers(activation, cls):
     assert sum(isinstance(m, cls) for m in model.decoder) == 3
 
 
-def test_filters_set_depth_and_padding():
-    """Two filters mean two stride-2 layers and padding to a multiple of 4."""
+def test_filters_set_depth():
+    """Two filters mean two stride-2 layers: 6 x 6 -> 3 x 3 -> 2 x 2 and back to 6 x 6."""
     model = ConvAutoencoder((6, 6, 1), filters=(8, 16))
-    assert (model.padded_height, model.padded_width) == (8, 8)
+    assert model.feature_shape == (16, 2, 2)
     assert model(torch.randn(3, 1, 6, 6))[1].shape == (3, 1, 6, 6)
