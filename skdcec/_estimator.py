@@ -100,6 +100,7 @@ def _pretrained_autoencoder_state(
     augmentations,
     seed,
     device,
+    skdcec_version,
     data=None,
     parallel=None,
     callback=None,
@@ -111,6 +112,9 @@ def _pretrained_autoencoder_state(
     not on ``n_clusters``. ``X``, ``mean`` and ``std`` key the cache; the
     batches are served by ``data``, the caller's ``ImageBatches`` of the same
     images, which is left out of the key with ``parallel`` and ``callback``.
+    ``skdcec_version`` only keys the cache: joblib notices changes to this
+    function's own code, not to the model or the training loop it calls, so
+    a cache filled by another version of skdcec must miss.
     """
     device = torch.device(device)
     with seeded_global_rng(seed, device):
@@ -226,7 +230,8 @@ class DeepConvEmbeddingClustering(ClassNamePrefixFeaturesOutMixin, TransformerMi
         the pretraining parameters but not on ``n_clusters``, so a search
         over ``n_clusters`` with a fixed ``random_state`` pretrains once per
         data set. With ``random_state=None`` every fit draws a new seed and
-        the cache is never reused.
+        the cache is never reused, and neither is one that another version
+        of skdcec filled.
     random_state : int, RandomState instance or None, default=None
         Seeds weight initialisation, shuffling, k-means and augmentation. An
         int makes results reproducible on the CPU; on a GPU, PyTorch may pick
@@ -457,6 +462,8 @@ class DeepConvEmbeddingClustering(ClassNamePrefixFeaturesOutMixin, TransformerMi
             mean, std = channel_statistics(X, n_channels)
         data = ImageBatches(X, image_shape, mean, std, device)
 
+        from skdcec import __version__
+
         pretrained = check_memory(self.memory).cache(
             _pretrained_autoencoder_state, ignore=["data", "parallel", "callback"]
         )
@@ -476,6 +483,7 @@ class DeepConvEmbeddingClustering(ClassNamePrefixFeaturesOutMixin, TransformerMi
             tuple(sorted(augmentations)),
             pretrain_seed,
             str(device),
+            __version__,
         )
         with pretraining_lock(self.memory, cache_key):
             state, pretrain_history = pretrained(

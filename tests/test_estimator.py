@@ -551,6 +551,28 @@ def test_memory_pretrains_once_per_fold_in_a_search(digits, quick_params, tmp_pa
     np.testing.assert_allclose(fresh.transform(X), cached.transform(X), rtol=1e-6)
 
 
+def test_a_cache_filled_by_another_version_of_skdcec_misses(digits, quick_params, tmp_path, monkeypatch):
+    """memory= reuses a pretraining of this version only: another may build or train the model differently."""
+    import skdcec
+    from skdcec import _estimator
+
+    calls = []
+    original = _estimator.pretrain
+
+    def counting_pretrain(*args, **kwargs):
+        calls.append(1)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(_estimator, "pretrain", counting_pretrain)
+    X = digits[0][:60]
+    _fit(X, n_clusters=3, memory=str(tmp_path), **quick_params)
+    _fit(X, n_clusters=4, memory=str(tmp_path), **quick_params)
+    assert len(calls) == 1
+    monkeypatch.setattr(skdcec, "__version__", "0.0.1")
+    _fit(X, n_clusters=3, memory=str(tmp_path), **quick_params)
+    assert len(calls) == 2
+
+
 def test_bfloat16_precision_trains_on_cpu(digits, quick_params):
     """precision='bfloat16' runs the autocast path on the CPU and still clusters."""
     X = digits[0][:150]
