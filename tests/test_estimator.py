@@ -521,8 +521,9 @@ def test_parameter_constraints_cover_every_parameter():
     assert set(DeepConvEmbeddingClustering._parameter_constraints) == set(params)
 
 
-def test_memory_pretrains_once_per_fold_in_a_search(digits, quick_params, tmp_path, monkeypatch):
-    """With memory=, a search over n_clusters pretrains once per fold (plus the refit)."""
+@pytest.fixture
+def pretrainings(monkeypatch):
+    """The list that every pretraining run from now on appends to."""
     from skdcec import _estimator
 
     calls = []
@@ -533,6 +534,11 @@ def test_memory_pretrains_once_per_fold_in_a_search(digits, quick_params, tmp_pa
         return original(*args, **kwargs)
 
     monkeypatch.setattr(_estimator, "pretrain", counting_pretrain)
+    return calls
+
+
+def test_memory_pretrains_once_per_fold_in_a_search(digits, quick_params, tmp_path, pretrainings):
+    """With memory=, a search over n_clusters pretrains once per fold (plus the refit)."""
     X = digits[0][:120]
     search = GridSearchCV(
         DeepConvEmbeddingClustering(random_state=0, memory=str(tmp_path), **quick_params),
@@ -543,7 +549,7 @@ def test_memory_pretrains_once_per_fold_in_a_search(digits, quick_params, tmp_pa
         warnings.simplefilter("ignore", ConvergenceWarning)
         search.fit(X)
     # Two folds and the refit on all data: three distinct training sets.
-    assert len(calls) == 3
+    assert len(pretrainings) == 3
     # The cached pretraining gives the same model as pretraining afresh.
     fresh = _fit(X, n_clusters=3, **quick_params)
     cached = _fit(X, n_clusters=3, memory=str(tmp_path), **quick_params)
@@ -551,26 +557,19 @@ def test_memory_pretrains_once_per_fold_in_a_search(digits, quick_params, tmp_pa
     np.testing.assert_allclose(fresh.transform(X), cached.transform(X), rtol=1e-6)
 
 
-def test_a_cache_filled_by_another_version_of_skdcec_misses(digits, quick_params, tmp_path, monkeypatch):
+def test_a_cache_filled_by_another_version_of_skdcec_misses(
+    digits, quick_params, tmp_path, pretrainings, monkeypatch
+):
     """memory= reuses a pretraining of this version only: another may build or train the model differently."""
     import skdcec
-    from skdcec import _estimator
 
-    calls = []
-    original = _estimator.pretrain
-
-    def counting_pretrain(*args, **kwargs):
-        calls.append(1)
-        return original(*args, **kwargs)
-
-    monkeypatch.setattr(_estimator, "pretrain", counting_pretrain)
     X = digits[0][:60]
     _fit(X, n_clusters=3, memory=str(tmp_path), **quick_params)
     _fit(X, n_clusters=4, memory=str(tmp_path), **quick_params)
-    assert len(calls) == 1
+    assert len(pretrainings) == 1
     monkeypatch.setattr(skdcec, "__version__", "0.0.1")
     _fit(X, n_clusters=3, memory=str(tmp_path), **quick_params)
-    assert len(calls) == 2
+    assert len(pretrainings) == 2
 
 
 def test_bfloat16_precision_trains_on_cpu(digits, quick_params):
