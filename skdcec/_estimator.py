@@ -98,6 +98,7 @@ def _pretrained_autoencoder_state(
     precision,
     compile,
     augmentations,
+    reconstruct_augmented,
     seed,
     device,
     skdcec_version,
@@ -129,6 +130,7 @@ def _pretrained_autoencoder_state(
         precision=autocast_dtype(precision, device),
         augmentations=frozenset(augmentations),
         augment_generator=make_generator(seed if parallel is None else parallel.rank_seed(seed), device),
+        reconstruct_augmented=reconstruct_augmented,
         parallel=parallel,
         callback=callback,
     )
@@ -205,10 +207,10 @@ class DeepConvEmbeddingClustering(ClassNamePrefixFeaturesOutMixin, TransformerMi
         sparse eigen-decomposition, seconds for thousands of images and
         minutes for a hundred thousand.
     augment : bool or tuple of str, default=False
-        DEC-DA-style training (Guo et al., 2018): the autoencoder learns to
-        reconstruct each clean image from a randomly transformed copy, and in
-        the joint phase the soft assignment Q of a batch comes from
-        transformed images while the target P comes from clean ones.
+        DEC-DA-style training (Guo et al., 2018): the autoencoder learns from
+        randomly transformed copies of the images, and in the joint phase the
+        soft assignment Q of a batch comes from transformed images while the
+        target P comes from clean ones.
         ``True`` selects shifts of up to 10 % of the side and rotations of up
         to 10 degrees, plus, for colour images, horizontal flips, random
         resized crops and mild colour jitter; a tuple names a selection of
@@ -216,6 +218,12 @@ class DeepConvEmbeddingClustering(ClassNamePrefixFeaturesOutMixin, TransformerMi
         Augmentation runs per batch on the training device, is seeded by
         ``random_state`` and never applies at predict time. ``False`` is the
         faithful DCEC.
+    reconstruction_target : {"augmented", "clean"}, default="augmented"
+        What the autoencoder reconstructs from a transformed image when
+        ``augment`` is on: the transformed image itself, as DEC-DA's code
+        does, or the clean original, as its paper's wording suggests. The
+        augmented target clustered better and converged in fewer iterations
+        in our measurements (see the user guide). Ignored without ``augment``.
     device : str or torch.device, default="auto"
         ``"auto"`` (CUDA, then MPS, then CPU), ``"cpu"``, ``"cuda"``,
         ``"cuda:1"``, ``"mps"`` or a :class:`torch.device`.
@@ -334,6 +342,7 @@ class DeepConvEmbeddingClustering(ClassNamePrefixFeaturesOutMixin, TransformerMi
         "n_init": [Interval(Integral, 1, None, closed="left")],
         "init": [StrOptions({"k-means", "spectral"})],
         "augment": ["boolean", tuple, list],
+        "reconstruction_target": [StrOptions({"augmented", "clean"})],
         "device": [str, torch.device],
         "precision": [StrOptions({"auto", "float32", "bfloat16"})],
         "compile": ["boolean"],
@@ -361,6 +370,7 @@ class DeepConvEmbeddingClustering(ClassNamePrefixFeaturesOutMixin, TransformerMi
         n_init=20,
         init="k-means",
         augment=False,
+        reconstruction_target="augmented",
         device="auto",
         precision="auto",
         compile=False,
@@ -384,6 +394,7 @@ class DeepConvEmbeddingClustering(ClassNamePrefixFeaturesOutMixin, TransformerMi
         self.n_init = n_init
         self.init = init
         self.augment = augment
+        self.reconstruction_target = reconstruction_target
         self.device = device
         self.precision = precision
         self.compile = compile
@@ -442,6 +453,7 @@ class DeepConvEmbeddingClustering(ClassNamePrefixFeaturesOutMixin, TransformerMi
             )
         filters = self._check_filters()
         augmentations = self._check_augment(image_shape[2])
+        reconstruct_augmented = bool(augmentations) and self.reconstruction_target == "augmented"
         device = resolve_device(self.device)
         parallel = None
         if launched_by_torchrun():
@@ -481,6 +493,7 @@ class DeepConvEmbeddingClustering(ClassNamePrefixFeaturesOutMixin, TransformerMi
             self.precision,
             self.compile,
             tuple(sorted(augmentations)),
+            reconstruct_augmented,
             pretrain_seed,
             str(device),
             __version__,
@@ -522,6 +535,7 @@ class DeepConvEmbeddingClustering(ClassNamePrefixFeaturesOutMixin, TransformerMi
             augment_generator=make_generator(
                 clustering_seed if parallel is None else parallel.rank_seed(clustering_seed), device
             ),
+            reconstruct_augmented=reconstruct_augmented,
             parallel=parallel,
             callback=self._report if self.verbose else None,
         )

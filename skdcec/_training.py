@@ -58,6 +58,7 @@ def pretrain(
     precision=None,
     augmentations=frozenset(),
     augment_generator=None,
+    reconstruct_augmented=True,
     parallel=None,
     callback=None,
 ):
@@ -65,7 +66,7 @@ def pretrain(
 
     Mean squared error over pixels and batch, Adam, shuffled mini-batches.
     With augmentations, the network sees a randomly transformed image and
-    reconstructs the clean one (DEC-DA).
+    reconstructs that image (DEC-DA's code) or the clean one.
 
     Parameters
     ----------
@@ -88,6 +89,9 @@ def pretrain(
         :func:`skdcec._augmentation.augment_batch`).
     augment_generator : torch.Generator, default=None
         Generator on the data's device that draws the augmentations.
+    reconstruct_augmented : bool, default=True
+        With augmentations, whether the reconstruction target is the
+        transformed image (True) or the clean one (False).
     parallel : DataParallel, default=None
         In a data-parallel run, this process's place in it: the process
         trains on its part of every batch and the gradients are averaged.
@@ -118,7 +122,7 @@ def pretrain(
             inputs = augment_batch(images, augmentations, augment_generator)
             with autocast(data.device, precision):
                 _, reconstruction = model(inputs)
-            loss = F.mse_loss(reconstruction.float(), images)
+            loss = F.mse_loss(reconstruction.float(), inputs if reconstruct_augmented else images)
             total += loss.detach() * len(indices)
             if share is not None:
                 loss = loss * share
@@ -229,6 +233,7 @@ def train_clustering(
     precision=None,
     augmentations=frozenset(),
     augment_generator=None,
+    reconstruct_augmented=True,
     parallel=None,
     callback=None,
 ):
@@ -242,7 +247,8 @@ def train_clustering(
     drives encoder, decoder and centres.
 
     With augmentations (DEC-DA), the target P still comes from the clean
-    images, while the batch's Q and reconstruction come from augmented ones.
+    images, while the batch's Q comes from augmented ones; the reconstruction
+    target is the augmented batch or the clean one.
 
     If a cluster that was populated at the start empties out, training stops
     and the weights of the last update before the collapse are restored: a
@@ -278,6 +284,9 @@ def train_clustering(
         Names of the augmentations applied to every training batch.
     augment_generator : torch.Generator, default=None
         Generator on the data's device that draws the augmentations.
+    reconstruct_augmented : bool, default=True
+        With augmentations, whether the reconstruction target is the
+        transformed batch (True) or the clean one (False).
     parallel : DataParallel, default=None
         In a data-parallel run, this process's place in it: the process
         trains on its part of every batch, gradients are averaged, and Q is
@@ -367,10 +376,11 @@ def train_clustering(
             step = next(batches)
         indices, share = step
         images = data.take(indices)
+        inputs = augment_batch(images, augmentations, augment_generator)
         with autocast(data.device, precision):
-            z, reconstruction = model(augment_batch(images, augmentations, augment_generator))
+            z, reconstruction = model(inputs)
         log_q = log_soft_assignment(z.float(), clustering_layer.centers, clustering_layer.alpha)
-        reconstruction_loss = F.mse_loss(reconstruction.float(), images)
+        reconstruction_loss = F.mse_loss(reconstruction.float(), inputs if reconstruct_augmented else images)
         cluster_loss = clustering_loss(log_q, target[indices.to(target.device)])
         if share is not None:
             reconstruction_loss, cluster_loss = reconstruction_loss * share, cluster_loss * share

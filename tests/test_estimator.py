@@ -601,6 +601,18 @@ def test_augment_trains_on_transformed_images_but_never_predicts_on_them(rgb_ima
     np.testing.assert_array_equal(first.labels_, second.labels_)
 
 
+def test_reconstruction_target_matters_with_augment_only(rgb_images, quick_params, tmp_path, pretrainings):
+    """The target changes training with augment=True; without it both values are one fit and one cache entry."""
+    weights = {}
+    for augment in (True, False):
+        for target in ("augmented", "clean"):
+            est = _fit(rgb_images, augment=augment, reconstruction_target=target, memory=str(tmp_path), **quick_params)
+            weights[augment, target] = torch.cat([p.detach().flatten() for p in est.autoencoder_.parameters()])
+    assert not torch.equal(weights[True, "augmented"], weights[True, "clean"])
+    torch.testing.assert_close(weights[False, "augmented"], weights[False, "clean"], rtol=0, atol=0)
+    assert len(pretrainings) == 3
+
+
 def test_augment_selection_is_validated(quick_params):
     """Unknown augmentation names are a ValueError that lists the valid ones."""
     est = DeepConvEmbeddingClustering(2, augment=("shift", "blur"), **quick_params)

@@ -199,6 +199,35 @@ def test_augmented_joint_phase_takes_q_from_transformed_and_p_from_clean_images(
         assert distance_to_nearest(batch, clean).min() > 0.1
 
 
+@pytest.mark.parametrize("phase", ["pretraining", "joint"])
+@pytest.mark.parametrize("reconstruct_augmented", [True, False])
+def test_the_reconstruction_target_is_the_augmented_or_the_clean_batch(monkeypatch, phase, reconstruct_augmented):
+    """Both phases reconstruct the transformed batch (DEC-DA's code) or the clean one, as asked."""
+    model, data = _setup(_blobs())
+    clean = data.take(np.arange(len(data)))
+    targets = []
+    mse_loss = torch.nn.functional.mse_loss
+
+    def spy(reconstruction, target):
+        targets.append(target.detach().clone())
+        return mse_loss(reconstruction, target)
+
+    monkeypatch.setattr(torch.nn.functional, "mse_loss", spy)
+    monkeypatch.setattr(_training, "augment_batch", lambda images, names, generator: images.flip(-1))
+    options = dict(augmentations=frozenset({"flip"}), reconstruct_augmented=reconstruct_augmented)
+    if phase == "pretraining":
+        pretrain(model, data, epochs=2, batch_size=8, learning_rate=1e-3, generator=_generator(), **options)
+    else:
+        layer = ClusteringLayer(_centers(model, data))
+        train_clustering(model, layer, data, **options, **_clustering_kwargs(tol=0.0, max_iter=10))
+    assert len(targets) == 10
+    expected = clean.flip(-1) if reconstruct_augmented else clean
+    for target in targets:
+        # Each target is a batch of rows of `expected`, and of nothing else.
+        distance = torch.cdist(target.flatten(1), expected.flatten(1), compute_mode="donot_use_mm_for_euclid_dist")
+        assert distance.min(dim=1).values.max() < 1e-6
+
+
 def test_joint_phase_uses_a_fresh_adam_over_all_weights_and_centres(monkeypatch):
     """The joint phase builds its own Adam (no state from pretraining) covering the centres."""
     created = []
