@@ -96,6 +96,8 @@ class _Settings:
     batch_size: int
     seed: int
     device: str
+    augment: bool = False
+    init: str = "k-means"
     copy_to_folders: bool = False
 
 
@@ -181,6 +183,19 @@ def _add_training_options(parser, defaults):
         default=defaults["batch_size"],
         metavar="N",
         help="images per mini-batch (default: %(default)s)",
+    )
+    group.add_argument(
+        "--augment",
+        action="store_true",
+        help="train on randomly shifted and rotated copies of the images (colour ones also flipped, "
+        "cropped and colour-jittered), as DEC-DA does, so that clusters follow content more than position",
+    )
+    group.add_argument(
+        "--init",
+        choices=["k-means", "spectral"],
+        default="k-means",
+        help="how the clusters start: k-means (DCEC's choice) or spectral clustering of the embeddings' "
+        "nearest-neighbour graph, which keeps chains of gradually varying images whole (default: %(default)s)",
     )
     group.add_argument(
         "--seed",
@@ -639,6 +654,8 @@ def _settings(args, n_clusters, size, color, resize, skip_unreadable):
         batch_size=args.batch_size,
         seed=args.seed,
         device=args.device,
+        augment=args.augment,
+        init=args.init,
     )
 
 
@@ -897,6 +914,8 @@ def _fit(images, n_clusters, settings, memory, reporter, label):
         max_iter=settings.max_iter,
         update_interval=settings.update_interval,
         batch_size=settings.batch_size,
+        augment=settings.augment,
+        init=settings.init,
         device=settings.device,
         memory=memory,
         random_state=settings.seed,

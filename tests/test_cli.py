@@ -120,6 +120,33 @@ def test_clusters_csv_lists_every_image_once(results, image_folder):
     assert (confidence >= 1 / 3 - 1e-6).all() and (confidence <= 1).all()
 
 
+def test_augment_and_init_reach_the_estimator(image_folder, tmp_path, monkeypatch):
+    """--augment trains on transformed copies and --init spectral starts from spectral clusters."""
+    from skdcec import _estimator, _training
+
+    augmented = []
+    original = _training.augment_batch
+    monkeypatch.setattr(
+        _training,
+        "augment_batch",
+        lambda images, names, generator: augmented.append(names) or original(images, names, generator),
+    )
+    starts = []
+    initial_centers = _estimator.DeepConvEmbeddingClustering._initial_centers
+    monkeypatch.setattr(
+        _estimator.DeepConvEmbeddingClustering,
+        "_initial_centers",
+        lambda self, embeddings, seed: starts.append(self.init) or initial_centers(self, embeddings, seed),
+    )
+    out = tmp_path / "results"
+    assert run_here("cluster", image_folder, "-k", "3", "--out", out, "--augment", "--init", "spectral", *TINY) == 0
+    assert augmented and all(names == {"shift", "rotate"} for names in augmented)
+    assert starts == ["spectral"]
+    summary = json.loads((out / "summary.json").read_text())
+    assert (summary["settings"]["augment"], summary["settings"]["init"]) == (True, "spectral")
+    assert (summary["estimator_params"]["augment"], summary["estimator_params"]["init"]) == (True, "spectral")
+
+
 def test_summary_agrees_with_the_csv(results, image_folder):
     """summary.json's counts, sizes and confidence match clusters.csv; its settings match the command."""
     out, _ = results
@@ -143,6 +170,7 @@ def test_summary_agrees_with_the_csv(results, image_folder):
     assert settings["size"] == [16, 16] and settings["color"] == "gray"
     assert (settings["pretrain_epochs"], settings["max_iter"], settings["seed"]) == (2, 10, 0)
     assert summary["estimator_params"]["n_clusters"] == 3
+    assert (summary["estimator_params"]["augment"], summary["estimator_params"]["init"]) == (False, "k-means")
     assert summary["versions"]["skdcec"] == skdcec.__version__
     assert summary["device"] == str(resolve_device("auto"))
     timings = summary["timings_seconds"]
