@@ -32,6 +32,12 @@ def _generator(seed=0):
     return torch.Generator().manual_seed(seed)
 
 
+def _distance_to_nearest(batch, images):
+    """Exact distance from each image of ``batch`` to its nearest image in ``images``."""
+    exact = "donot_use_mm_for_euclid_dist"
+    return torch.cdist(batch.flatten(1), images.flatten(1), compute_mode=exact).min(dim=1).values
+
+
 def _clustering_kwargs(**overrides):
     kwargs = dict(
         gamma=0.1,
@@ -189,14 +195,10 @@ def test_augmented_joint_phase_takes_q_from_transformed_and_p_from_clean_images(
     # Target updates at 0, 10 and 20, each on all clean samples in order.
     torch.testing.assert_close(torch.cat(inputs["target"]), torch.cat([clean] * 3))
     assert len(inputs["training"]) == 20
-    def distance_to_nearest(batch, images):
-        exact = "donot_use_mm_for_euclid_dist"
-        return torch.cdist(batch.flatten(1), images.flatten(1), compute_mode=exact).min(dim=1).values
-
     for batch in inputs["training"]:
         # Every training image is a mirrored sample, none is a clean one.
-        assert distance_to_nearest(batch, clean.flip(-1)).max() < 1e-6
-        assert distance_to_nearest(batch, clean).min() > 0.1
+        assert _distance_to_nearest(batch, clean.flip(-1)).max() < 1e-6
+        assert _distance_to_nearest(batch, clean).min() > 0.1
 
 
 @pytest.mark.parametrize("phase", ["pretraining", "joint"])
@@ -224,8 +226,7 @@ def test_the_reconstruction_target_is_the_augmented_or_the_clean_batch(monkeypat
     expected = clean.flip(-1) if reconstruct_augmented else clean
     for target in targets:
         # Each target is a batch of rows of `expected`, and of nothing else.
-        distance = torch.cdist(target.flatten(1), expected.flatten(1), compute_mode="donot_use_mm_for_euclid_dist")
-        assert distance.min(dim=1).values.max() < 1e-6
+        assert _distance_to_nearest(target, expected).max() < 1e-6
 
 
 def test_joint_phase_uses_a_fresh_adam_over_all_weights_and_centres(monkeypatch):
