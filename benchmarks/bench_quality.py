@@ -168,7 +168,8 @@ def markdown(dataset, n, summary, n_seeds):
     for method, m in summary.items():
         cells = [f"{m[k][0]:.3f} ± {m[k][1]:.3f}" for k in ("nmi", "acc", "ari", "sil_shared", "sil_own")]
         empty = "n/a" if m.get("empty_clusters") is None else m["empty_clusters"]
-        lines.append(f"| {method} | " + " | ".join(cells) + f" | {m['time'][0]:.1f} | {m['warnings']} | {empty} |")
+        tail = f" | {m['time'][0]:.1f} | {m['warnings']} | {empty} |"
+        lines.append(f"| {method} | " + " | ".join(cells) + tail)
     return "\n".join(lines)
 
 

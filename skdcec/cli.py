@@ -195,7 +195,8 @@ def _add_training_options(parser, defaults):
         choices=["k-means", "spectral"],
         default="k-means",
         help="how the clusters start: k-means (DCEC's choice) or spectral clustering of the embeddings' "
-        "nearest-neighbour graph, which keeps chains of gradually varying images whole (default: %(default)s)",
+        "nearest-neighbour graph, which keeps chains of gradually varying images whole "
+        "(default: %(default)s)",
     )
     group.add_argument(
         "--seed",

@@ -139,7 +139,8 @@ def test_augment_and_init_reach_the_estimator(image_folder, tmp_path, monkeypatc
         lambda self, embeddings, seed: starts.append(self.init) or initial_centers(self, embeddings, seed),
     )
     out = tmp_path / "results"
-    assert run_here("cluster", image_folder, "-k", "3", "--out", out, "--augment", "--init", "spectral", *TINY) == 0
+    options = ["--augment", "--init", "spectral"]
+    assert run_here("cluster", image_folder, "-k", "3", "--out", out, *options, *TINY) == 0
     assert augmented and all(names == {"shift", "rotate"} for names in augmented)
     assert starts == ["spectral"]
     summary = json.loads((out / "summary.json").read_text())

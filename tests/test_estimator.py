@@ -602,12 +602,13 @@ def test_augment_trains_on_transformed_images_but_never_predicts_on_them(rgb_ima
 
 
 def test_reconstruction_target_matters_with_augment_only(rgb_images, quick_params, tmp_path, pretrainings):
-    """The target changes training with augment=True; without it both values are one fit and one cache entry."""
+    """The target changes training with augment=True; without it both values are one fit, one cache entry."""
     weights = {}
     for augment in (True, False):
         for target in ("augmented", "clean"):
-            est = _fit(rgb_images, augment=augment, reconstruction_target=target, memory=str(tmp_path), **quick_params)
-            weights[augment, target] = torch.cat([p.detach().flatten() for p in est.autoencoder_.parameters()])
+            params = dict(augment=augment, reconstruction_target=target, memory=str(tmp_path), **quick_params)
+            parameters = _fit(rgb_images, **params).autoencoder_.parameters()
+            weights[augment, target] = torch.cat([p.detach().flatten() for p in parameters])
     assert not torch.equal(weights[True, "augmented"], weights[True, "clean"])
     torch.testing.assert_close(weights[False, "augmented"], weights[False, "clean"], rtol=0, atol=0)
     assert len(pretrainings) == 3

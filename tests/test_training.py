@@ -203,7 +203,9 @@ def test_augmented_joint_phase_takes_q_from_transformed_and_p_from_clean_images(
 
 @pytest.mark.parametrize("phase", ["pretraining", "joint"])
 @pytest.mark.parametrize("reconstruct_augmented", [True, False])
-def test_the_reconstruction_target_is_the_augmented_or_the_clean_batch(monkeypatch, phase, reconstruct_augmented):
+def test_the_reconstruction_target_is_the_augmented_or_the_clean_batch(
+    monkeypatch, phase, reconstruct_augmented
+):
     """Both phases reconstruct the transformed batch (DEC-DA's code) or the clean one, as asked."""
     model, data = _setup(_blobs())
     clean = data.take(np.arange(len(data)))
