@@ -4,12 +4,18 @@ import copy
 import time
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
+from sklearn.cluster import KMeans
 from torch.nn import functional as F
 
 from skdcec._augmentation import augment_batch
 from skdcec._clustering import clustering_loss, log_soft_assignment, target_distribution
 from skdcec._device import autocast
+
+
+DYING_FRACTION = 0.1
+"""A cluster with less than this fraction of its initial size gets a new centre."""
 
 
 class TrainingDivergedError(FloatingPointError):
@@ -250,9 +256,14 @@ def train_clustering(
     images, while the batch's Q comes from augmented ones; the reconstruction
     target is the augmented batch or the clean one.
 
-    If a cluster that was populated at the start empties out, training stops
-    and the weights of the last update before the collapse are restored: a
-    collapsed solution never passes as converged.
+    A cluster that falls below a tenth of its size at the start is dying: at
+    the update that finds it, its centre moves to one half of the cluster
+    with the widest spread (split by 2-means on the embeddings), and the
+    split cluster's centre to the other half, as k-means does with an empty
+    cluster. Up to ``n_clusters`` such relocations happen; a populated cluster
+    that then empties out stops training, and the weights of the last update
+    before the collapse are restored: a collapsed solution never passes as
+    converged.
 
     Parameters
     ----------
@@ -316,7 +327,8 @@ def train_clustering(
     n_clusters = clustering_layer.centers.shape[0]
     history = []
     previous_labels = None
-    initially_populated = None
+    initial_sizes = None
+    n_relocations = 0
     healthy_state = None
     converged = collapsed = False
     reconstruction_total = torch.zeros((), device=data.device)
@@ -344,11 +356,20 @@ def train_clustering(
                 "cluster_sizes": sizes.tolist(),
             }
             _check_finite(z, f"clustering iteration {iteration}")
-            populated = sizes > 0
-            if initially_populated is None:
-                initially_populated = populated
-            collapsed = bool((initially_populated & ~populated).any())
-            if previous_labels is not None and not collapsed:
+            if initial_sizes is None:
+                initial_sizes = sizes
+            dying = _dying_clusters(sizes, initial_sizes)[: n_clusters - n_relocations]
+            relocations = _relocate(dying, z, labels, clustering_layer, optimizer, generator, parallel)
+            if relocations:
+                record["relocations"] = relocations
+                n_relocations += len(relocations)
+                with torch.no_grad():
+                    q = clustering_layer(z).exp()
+                    labels = q.argmax(dim=1)
+                    sizes = torch.bincount(labels, minlength=n_clusters)
+                record["cluster_sizes"] = sizes.tolist()
+            collapsed = bool(((initial_sizes > 0) & (sizes == 0)).any())
+            if previous_labels is not None and not collapsed and not relocations:
                 n_changed = (labels != previous_labels).sum().item()
                 record["label_change_fraction"] = n_changed / len(labels)
                 converged = record["label_change_fraction"] < tol
@@ -402,6 +423,64 @@ def train_clustering(
         state, labels, restored_iter = healthy_state
         modules.load_state_dict(state)
     return ClusteringResult(labels, iteration, converged, collapsed, restored_iter, history)
+
+
+def _dying_clusters(sizes, initial_sizes):
+    """Clusters left with less than ``DYING_FRACTION`` of their initial size."""
+    return torch.nonzero(sizes < DYING_FRACTION * initial_sizes).flatten().tolist()
+
+
+def _relocate(dying, z, labels, clustering_layer, optimizer, generator, parallel):
+    """Move each dying centre into one half of the cluster with the widest spread.
+
+    The spread of a cluster is the sum of its members' squared distances to
+    its centre. That cluster is split by 2-means on its members' embeddings;
+    its own centre takes the larger half's mean, the dying centre the other's,
+    and the optimiser's running moments of both centres start again. Every
+    process of a data-parallel run takes rank 0's centres.
+
+    Returns
+    -------
+    list of dict
+        One record per relocation: the dying ``cluster``, the cluster it was
+        ``split_from`` and its size before the split.
+    """
+    if not dying:
+        return []
+    centers = clustering_layer.centers.detach().clone()
+    labels = labels.clone()
+    spreads = torch.zeros(len(centers), dtype=torch.float64, device=z.device)
+    spreads.index_add_(0, labels, ((z - centers[labels]) ** 2).sum(dim=1).double())
+    # A dying cluster is not split before its own relocation; once re-seeded, it may be.
+    spreads[dying] = -1.0
+    records = []
+    for cluster in dying:
+        widest = int(spreads.argmax())
+        members = torch.nonzero(labels == widest).flatten()
+        if len(torch.unique(z[members], dim=0)) < 2:
+            break
+        seed = int(torch.randint(2**31 - 1, (1,), generator=generator))
+        halves = KMeans(2, n_init=3, random_state=seed).fit(z[members].cpu().numpy())
+        larger = int(np.argmax(np.bincount(halves.labels_)))
+        means = torch.as_tensor(halves.cluster_centers_, dtype=centers.dtype, device=centers.device)
+        centers[widest], centers[cluster] = means[larger], means[1 - larger]
+        moved = torch.as_tensor(halves.labels_ != larger, device=labels.device)
+        labels[members[moved]] = cluster
+        for index in (widest, cluster):
+            kept = labels == index
+            spreads[index] = ((z[kept] - centers[index]) ** 2).sum()
+        records.append({"cluster": cluster, "split_from": widest, "size_before_split": len(members)})
+    if not records:
+        return records
+    if parallel is not None:
+        centers, records = parallel.broadcast_object((centers.cpu(), records))
+    with torch.no_grad():
+        clustering_layer.centers.copy_(centers.to(clustering_layer.centers.device))
+    moment_rows = [index for record in records for index in (record["cluster"], record["split_from"])]
+    for moment in optimizer.state.get(clustering_layer.centers, {}).values():
+        if moment.dim() == 2:
+            moment[moment_rows] = 0.0
+    return records
 
 
 def _mean_or_none(total, count):

@@ -112,7 +112,10 @@ class _ScriptedLayer(ClusteringLayer):
 
     def __init__(self, centers, label_script):
         super().__init__(centers)
-        self.label_script = [torch.as_tensor(labels) for labels in label_script]
+        # None in the script stands for the layer's own assignments.
+        self.label_script = [
+            torch.as_tensor(float("nan") if labels is None else labels) for labels in label_script
+        ]
         self.n_updates = 0
 
     def forward(self, z):
@@ -121,6 +124,8 @@ class _ScriptedLayer(ClusteringLayer):
             return log_q
         labels = self.label_script[min(self.n_updates, len(self.label_script) - 1)]
         self.n_updates += 1
+        if labels.dim() == 0:
+            return log_q
         logits = torch.full((z.shape[0], 2), -10.0)
         logits[torch.arange(z.shape[0]), labels] = 0.0
         return torch.log_softmax(logits, dim=1)
@@ -272,6 +277,65 @@ def test_collapse_stops_and_restores_the_last_healthy_weights():
     assert torch.equal(result.labels, torch.as_tensor(script[1]))
     for name, tensor in model.state_dict().items():
         torch.testing.assert_close(tensor, seen["state"][name], rtol=0, atol=0)
+
+
+def test_collapse_is_first_met_by_relocating_the_dying_centre():
+    """Before a collapse stops training, the emptied cluster was given half of the other."""
+    model, data = _setup(_blobs())
+    layer = _ScriptedLayer(_centers(model, data), _flip_script([0, 20]) + [np.zeros(40, dtype=int)])
+    result = train_clustering(model, layer, data, **_clustering_kwargs(tol=0.0))
+    assert result.collapsed
+    assert result.history[-1]["relocations"] == [{"cluster": 1, "split_from": 0, "size_before_split": 40}]
+
+
+def test_dying_cluster_takes_half_of_the_merged_one_and_training_goes_on():
+    """A cluster left with under a tenth of its images is re-seeded inside the cluster that took them."""
+    model, data = _setup(_blobs())
+    pretrain(model, data, epochs=30, batch_size=8, learning_rate=1e-2, generator=_generator())
+    merged = np.zeros(40, dtype=int)
+    merged[0] = 1  # cluster 1 keeps 1 of its 20 images
+    layer = _ScriptedLayer(_centers(model, data), [None, merged, None])
+    result = train_clustering(model, layer, data, **_clustering_kwargs(max_iter=200, learning_rate=1e-4))
+    relocation = result.history[1]
+    assert relocation["relocations"] == [{"cluster": 1, "split_from": 0, "size_before_split": 39}]
+    # The split found the dark and the bright images again; the update does not count as converged.
+    assert sorted(relocation["cluster_sizes"]) == [20, 20]
+    assert relocation["label_change_fraction"] is None
+    assert not result.collapsed and result.converged
+    assert abs(np.corrcoef(result.labels.numpy(), np.repeat([0, 1], 20))[0, 1]) == pytest.approx(1.0)
+
+
+def test_relocations_stop_after_n_clusters_of_them():
+    """A cluster dying at every update is relocated n_clusters times in all, then left alone."""
+    model, data = _setup(_blobs())
+    pretrain(model, data, epochs=30, batch_size=8, learning_rate=1e-2, generator=_generator())
+    script = [np.repeat([0, 1], 20)] + [np.where(np.arange(40) == 0, 1, 0)] * 20
+    layer = _ScriptedLayer(_centers(model, data), script)
+    result = train_clustering(model, layer, data, **_clustering_kwargs(tol=0.0, max_iter=60))
+    relocated = [r for record in result.history for r in record.get("relocations", [])]
+    assert len(relocated) == 2
+    assert not result.collapsed and result.n_iter == 60
+
+
+def test_relocation_splits_the_widest_cluster_by_two_means():
+    """The dying centre and the widest centre move to the two halves' means; Adam forgets both rows."""
+    # Cluster 0 holds two groups, around x = 0 and x = 10; cluster 2 keeps one image.
+    z = torch.tensor([[0, 0], [0, 0.2], [10, 0], [10, 0.2], [50, 50], [50, 50.2], [-9, 9.0]])
+    labels = torch.tensor([0, 0, 0, 0, 1, 1, 2])
+    layer = ClusteringLayer(torch.tensor([[5.0, 0.1], [50.0, 50.1], [-9.0, 9.0]]))
+    optimizer = torch.optim.Adam(layer.parameters())
+    layer(z).sum().backward()
+    optimizer.step()
+    before = layer.centers.detach().clone()
+    records = _training._relocate([2], z, labels, layer, optimizer, _generator(), None)
+    assert records == [{"cluster": 2, "split_from": 0, "size_before_split": 4}]
+    moved = layer.centers.detach()[[0, 2]]
+    assert sorted(moved[:, 0].tolist()) == pytest.approx([0.0, 10.0])
+    torch.testing.assert_close(moved[:, 1], torch.tensor([0.1, 0.1]))
+    assert torch.equal(layer.centers.detach()[1], before[1])
+    state = optimizer.state[layer.centers]
+    assert state["exp_avg"][[0, 2]].eq(0).all() and state["exp_avg"][1].ne(0).all()
+    assert state["exp_avg_sq"][[0, 2]].eq(0).all() and state["exp_avg_sq"][1].ne(0).all()
 
 
 def test_clustering_divergence_names_learning_rate():
