@@ -261,7 +261,9 @@ class DeepConvEmbeddingClustering(ClassNamePrefixFeaturesOutMixin, TransformerMi
         from the original fit when ``memory`` serves the pretraining);
         ``"clustering"``: one record per target update (``iteration``,
         ``reconstruction_loss``, ``clustering_loss``,
-        ``label_change_fraction``, ``cluster_sizes``).
+        ``label_change_fraction``, ``cluster_sizes`` and, at an update that
+        found a cluster below a tenth of its initial size, ``relocations``:
+        the clusters re-seeded by splitting the widest cluster in two).
     n_iter_ : int
         Mini-batches of joint training run.
     image_shape_ : tuple of int
@@ -593,8 +595,10 @@ class DeepConvEmbeddingClustering(ClassNamePrefixFeaturesOutMixin, TransformerMi
         sizes = np.bincount(labels, minlength=self.n_clusters)
         if result.collapsed:
             collapsed_sizes = result.history[-1]["cluster_sizes"]
+            n_relocations = sum(len(record.get("relocations", ())) for record in result.history)
             warnings.warn(
-                f"Clusters emptied out during joint training (sizes {collapsed_sizes}); "
+                f"Clusters emptied out during joint training (sizes {collapsed_sizes}) after "
+                f"{n_relocations} relocation(s) of dying centres into the widest clusters; "
                 f"training stopped at iteration {result.n_iter} and went back to the "
                 f"solution of iteration {result.restored_iter}, the last before the "
                 f"collapse (sizes {sizes.tolist()}). Try a smaller "
@@ -655,6 +659,11 @@ class DeepConvEmbeddingClustering(ClassNamePrefixFeaturesOutMixin, TransformerMi
                 f"[DCEC] iteration {record['iteration']}: label change "
                 f"{'-' if change is None else f'{change:.4f}'}, sizes {record['cluster_sizes']}"
             )
+            for relocation in record.get("relocations", ()):
+                message += (
+                    f"; cluster {relocation['cluster']} was dying and took half of cluster "
+                    f"{relocation['split_from']} ({relocation['size_before_split']} images)"
+                )
         sys.stderr.write(message + "\n")
 
     # ----------------------------------------------------------- validation

@@ -303,6 +303,9 @@ def test_collapse_warns_with_sizes_and_keeps_the_last_healthy_labels(digits, qui
     assert "sizes [120, 0, 0]" in message and f"sizes {kept}" in message
     # The collapse shows at the second target update; the first one's weights come back.
     assert "stopped at iteration 10" in message and "the solution of iteration 0" in message
+    # Both emptied clusters were first re-seeded inside the one that took every image.
+    assert "after 2 relocation(s)" in message
+    assert [r["cluster"] for r in est.history_["clustering"][-1]["relocations"]] == [1, 2]
     assert est.n_iter_ == 10  # mini-batches run, past the solution kept
     assert "learning_rate" in message
     np.testing.assert_array_equal(est.predict(X), est.labels_)
@@ -327,9 +330,10 @@ def test_compile_trains_the_eager_model(digits, quick_params):
 
 @pytest.mark.slow
 def test_natural_collapse_of_many_small_clusters_never_passes_silently(digits):
-    """Many clusters on few images with a rushed joint phase collapse; no fit loses clusters unwarned."""
+    """Many clusters on few images with a rushed joint phase: dying clusters are re-seeded, and when
+    clusters empty out anyway, training stops with a warning; no fit loses clusters unwarned."""
     X = digits[0][:200]
-    collapsed = 0
+    collapsed = relocated = 0
     for seed in range(3):
         est = DeepConvEmbeddingClustering(
             20, pretrain_epochs=3, max_iter=50, update_interval=5, tol=0.0, batch_size=64, n_init=2,
@@ -340,6 +344,7 @@ def test_natural_collapse_of_many_small_clusters_never_passes_silently(digits):
             est.fit(X)
         messages = [str(w.message) for w in caught if issubclass(w.category, ConvergenceWarning)]
         initial = np.count_nonzero(est.history_["clustering"][0]["cluster_sizes"])
+        relocated += sum(len(r.get("relocations", ())) for r in est.history_["clustering"])
         final = np.bincount(est.labels_, minlength=20)
         if any("emptied out" in m for m in messages):
             collapsed += 1
@@ -348,6 +353,7 @@ def test_natural_collapse_of_many_small_clusters_never_passes_silently(digits):
         if np.count_nonzero(final) < initial:
             assert any(f"sizes {final.tolist()}" in m for m in messages)
     assert collapsed >= 1, "the case was built to collapse at least once"
+    assert relocated >= 1, "dying clusters are re-seeded before training gives up"
 
 
 def _rows_with(value, row, shape=(10, 4)):
