@@ -10,7 +10,8 @@ Every method runs with its default parameters on each data set for several
 seeds; NMI, ACC (Hungarian matching) and ARI are reported as mean +- std, with
 the silhouette both in one space shared by all methods (PCA of the pixels) and
 in each method's own space, the wall time, the ConvergenceWarnings and the
-clusters left empty. CAE + KMeans is our pretrained
+clusters left empty and the relocations of dying clusters (see the collapse
+guard in the user guide). CAE + KMeans is our pretrained
 autoencoder without the clustering phase: it shares DCEC's pretraining
 through ``memory=``, so it costs only its k-means.
 
@@ -86,18 +87,22 @@ def silhouette(space, labels, seed):
 
 
 def run_methods(X, y, n_clusters, seed, dcec_params, cache_dir):
-    """Fit every method once; return {method: (labels, own_space, seconds, warnings)}."""
+    """Fit every method once.
+
+    Returns ``{method: (labels, own_space, seconds, warnings, relocations)}``
+    and the pixels' PCA, the space shared by all methods.
+    """
     flat = X.reshape(len(X), -1).astype(np.float64)
     results = {}
 
     start = time.perf_counter()
     labels = KMeans(n_clusters, n_init=20, random_state=seed).fit_predict(flat)
-    results["KMeans (pixels)"] = (labels, flat, time.perf_counter() - start, [])
+    results["KMeans (pixels)"] = (labels, flat, time.perf_counter() - start, [], 0)
 
     start = time.perf_counter()
     pca_space = PCA(n_components=min(50, flat.shape[1]), random_state=seed).fit_transform(flat)
     labels = KMeans(n_clusters, n_init=20, random_state=seed).fit_predict(pca_space)
-    results["PCA + KMeans"] = (labels, pca_space, time.perf_counter() - start, [])
+    results["PCA + KMeans"] = (labels, pca_space, time.perf_counter() - start, [], 0)
 
     for name, params in dcec_params.items():
         # One cache for all variants: those that differ only after pretraining
@@ -113,7 +118,8 @@ def run_methods(X, y, n_clusters, seed, dcec_params, cache_dir):
             # The pretraining came from the cache: count it at the time it took.
             seconds += sum(record.get("seconds", float("nan")) for record in dcec.history_["pretrain"])
         messages = [str(w.message) for w in caught if issubclass(w.category, ConvergenceWarning)]
-        results[name] = (dcec.labels_, dcec.transform(X), seconds, messages)
+        relocations = sum(len(record.get("relocations", ())) for record in dcec.history_["clustering"])
+        results[name] = (dcec.labels_, dcec.transform(X), seconds, messages, relocations)
 
         # The same pretraining (a cache hit) with no joint phase: CAE + KMeans.
         # Its time is DCEC's pretraining share plus its own k-means.
@@ -126,7 +132,8 @@ def run_methods(X, y, n_clusters, seed, dcec_params, cache_dir):
                 n_clusters, random_state=seed, memory=memory, **{**params, "max_iter": 0}
             ).fit(X)
         cae_seconds = time.perf_counter() - start + _pretraining_share(dcec, seconds)
-        results[name.replace("DCEC", "CAE") + " + KMeans"] = (cae.labels_, cae.transform(X), cae_seconds, [])
+        cae_name = name.replace("DCEC", "CAE") + " + KMeans"
+        results[cae_name] = (cae.labels_, cae.transform(X), cae_seconds, [], 0)
     return results, PCA(n_components=min(50, flat.shape[1]), random_state=0).fit_transform(flat)
 
 
@@ -152,8 +159,9 @@ def summarise(rows):
                 metrics[key] = (float(np.mean(values)), float(np.std(values)))
         metrics["warnings"] = sum(len(row[method]["warnings"]) for row in rows)
         # Reports written before the count existed leave it unknown.
-        empty = [row[method].get("empty_clusters") for row in rows]
-        metrics["empty_clusters"] = None if None in empty else sum(empty)
+        for count in ("empty_clusters", "relocations"):
+            values = [row[method].get(count) for row in rows]
+            metrics[count] = None if None in values else sum(values)
         summary[method] = metrics
     return summary
 
@@ -162,13 +170,15 @@ def markdown(dataset, n, summary, n_seeds):
     lines = [
         f"\n### {dataset} (n={n}, {n_seeds} seeds, mean ± std)\n",
         "| method | NMI | ACC | ARI | silhouette (shared PCA) | silhouette (own space) | time (s) | warnings "
-        "| empty clusters |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| empty clusters | relocations |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for method, m in summary.items():
         cells = [f"{m[k][0]:.3f} ± {m[k][1]:.3f}" for k in ("nmi", "acc", "ari", "sil_shared", "sil_own")]
-        empty = "n/a" if m.get("empty_clusters") is None else m["empty_clusters"]
-        tail = f" | {m['time'][0]:.1f} | {m['warnings']} | {empty} |"
+        empty, relocations = (
+            "n/a" if m.get(count) is None else m[count] for count in ("empty_clusters", "relocations")
+        )
+        tail = f" | {m['time'][0]:.1f} | {m['warnings']} | {empty} | {relocations} |"
         lines.append(f"| {method} | " + " | ".join(cells) + tail)
     return "\n".join(lines)
 
@@ -238,7 +248,7 @@ def main():
             for seed in args.seeds:
                 results, shared = run_methods(X, y, n_clusters, seed, dcec_params, cache_dir)
                 row = {}
-                for method, (labels, own, seconds, messages) in results.items():
+                for method, (labels, own, seconds, messages, relocations) in results.items():
                     row[method] = {
                         "nmi": float(normalized_mutual_info_score(y, labels)),
                         "acc": cluster_accuracy(y, labels),
@@ -248,6 +258,7 @@ def main():
                         "time": float(seconds),
                         "warnings": messages,
                         "empty_clusters": int(n_clusters - len(np.unique(labels))),
+                        "relocations": relocations,
                     }
                 rows.append(row)
                 print(f"{dataset} seed {seed}: " + ", ".join(
