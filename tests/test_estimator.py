@@ -272,7 +272,7 @@ def test_failed_fit_changes_nothing(fault, digits, quick_params, monkeypatch):
     assert fitted.n_features_in_ == 64
 
 
-def test_collapse_warns_with_sizes_and_keeps_the_last_healthy_labels(digits, quick_params, monkeypatch):
+def test_collapse_warns_with_sizes_and_keeps_the_last_healthy_labels(digits, quick_params, monkeypatch, capsys):
     """Clusters emptying out mid-training warn with both sets of sizes; labels_ is the kept solution."""
     from skdcec import _estimator
     from skdcec._clustering import ClusteringLayer
@@ -295,7 +295,7 @@ def test_collapse_warns_with_sizes_and_keeps_the_last_healthy_labels(digits, qui
 
     monkeypatch.setattr(_estimator, "ClusteringLayer", CollapsingLayer)
     X = digits[0][:120]
-    est = DeepConvEmbeddingClustering(3, random_state=0, **dict(quick_params, tol=0.0))
+    est = DeepConvEmbeddingClustering(3, random_state=0, **dict(quick_params, tol=0.0, verbose=1))
     with pytest.warns(ConvergenceWarning, match="emptied out") as caught:
         est.fit(X)
     message = str(caught[0].message)
@@ -306,6 +306,7 @@ def test_collapse_warns_with_sizes_and_keeps_the_last_healthy_labels(digits, qui
     # Both emptied clusters were first re-seeded inside the one that took every image.
     assert "after 2 relocation(s)" in message
     assert [r["cluster"] for r in est.history_["clustering"][-1]["relocations"]] == [1, 2]
+    assert "cluster 1 was dying and took half of cluster 0 (120 images)" in capsys.readouterr().err
     assert est.n_iter_ == 10  # mini-batches run, past the solution kept
     assert "learning_rate" in message
     np.testing.assert_array_equal(est.predict(X), est.labels_)
