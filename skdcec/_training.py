@@ -359,6 +359,9 @@ def train_clustering(
             if initial_sizes is None:
                 initial_sizes = sizes
             dying = _dying_clusters(sizes, initial_sizes)[: n_clusters - n_relocations]
+            if parallel is not None:
+                # Rank 0's choice, imposed as the verdict is below.
+                dying = parallel.broadcast_object(dying)
             relocations = _relocate(dying, z, labels, clustering_layer, optimizer, generator, parallel)
             if relocations:
                 record["relocations"] = relocations
@@ -470,10 +473,10 @@ def _relocate(dying, z, labels, clustering_layer, optimizer, generator, parallel
             kept = labels == index
             spreads[index] = ((z[kept] - centers[index]) ** 2).sum()
         records.append({"cluster": cluster, "split_from": widest, "size_before_split": len(members)})
-    if not records:
-        return records
     if parallel is not None:
         centers, records = parallel.broadcast_object((centers.cpu(), records))
+    if not records:
+        return records
     with torch.no_grad():
         clustering_layer.centers.copy_(centers.to(clustering_layer.centers.device))
     moment_rows = [index for record in records for index in (record["cluster"], record["split_from"])]
