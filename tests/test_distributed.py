@@ -132,7 +132,11 @@ warnings.simplefilter("ignore", ConvergenceWarning)
 est = DeepConvEmbeddingClustering(**{params!r}).fit(load_digits().data[:{n_samples}])
 # fit started the process group for itself, so it took it down again.
 assert not dist.is_initialized()
-np.savez(f"{{sys.argv[1]}}/rank{{os.environ['RANK']}}.npz", labels=est.labels_, centers=est.cluster_centers_)
+relocations = sum(len(record.get("relocations", ())) for record in est.history_["clustering"])
+np.savez(
+    f"{{sys.argv[1]}}/rank{{os.environ['RANK']}}.npz",
+    labels=est.labels_, centers=est.cluster_centers_, relocations=relocations,
+)
 """
 
 _DDP_PARAMS = {
@@ -153,12 +157,10 @@ def _free_port():
         return probe.getsockname()[1]
 
 
-@pytest.mark.slow
-def test_torchrun_with_two_processes_trains_the_single_process_model(digits, tmp_path):
-    """Two gloo processes under torchrun train one model, in sync, that agrees with one process."""
-    n_samples = 300
+def _torchrun_fit(params, n_samples, tmp_path):
+    """Fit under torchrun on two processes; return what each rank learned."""
     script = tmp_path / "fit.py"
-    script.write_text(_TORCHRUN_FIT.format(params=_DDP_PARAMS, n_samples=n_samples))
+    script.write_text(_TORCHRUN_FIT.format(params=params, n_samples=n_samples))
     # The processes import this copy of skdcec and compute with one thread each.
     source_root = os.path.dirname(os.path.dirname(skdcec.__file__))
     env = dict(
@@ -172,16 +174,39 @@ def test_torchrun_with_two_processes_trains_the_single_process_model(digits, tmp
     ]
     finished = subprocess.run(launch, check=False, env=env, capture_output=True, text=True, timeout=300)
     assert finished.returncode == 0, finished.stderr
+    return [np.load(tmp_path / f"rank{rank}.npz") for rank in (0, 1)]
 
-    ranks = [np.load(tmp_path / f"rank{rank}.npz") for rank in (0, 1)]
-    # The replicas stayed identical: same centres, same labels, in both processes.
+
+def _assert_in_sync(ranks):
+    """The replicas stayed identical: same centres, same labels, in both processes."""
     np.testing.assert_array_equal(ranks[0]["centers"], ranks[1]["centers"])
     np.testing.assert_array_equal(ranks[0]["labels"], ranks[1]["labels"])
+
+
+@pytest.mark.slow
+def test_torchrun_with_two_processes_trains_the_single_process_model(digits, tmp_path):
+    """Two gloo processes under torchrun train one model, in sync, that agrees with one process."""
+    n_samples = 300
+    ranks = _torchrun_fit(_DDP_PARAMS, n_samples, tmp_path)
+    _assert_in_sync(ranks)
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         single = DeepConvEmbeddingClustering(**_DDP_PARAMS).fit(digits[0][:n_samples])
     assert adjusted_rand_score(single.labels_, ranks[0]["labels"]) >= 0.95
+
+
+@pytest.mark.slow
+def test_torchrun_processes_relocate_dying_clusters_in_sync(tmp_path):
+    """Dying clusters re-seeded during a two-process run leave both replicas identical."""
+    rushed = dict(
+        _DDP_PARAMS, n_clusters=20, pretrain_epochs=3, max_iter=50, update_interval=5, tol=0.0,
+        learning_rate=1e-2, gamma=1.0, n_init=2, random_state=2,
+    )
+    ranks = _torchrun_fit(rushed, 200, tmp_path)
+    assert ranks[0]["relocations"] >= 1, "the rushed case was built to let clusters dwindle"
+    assert ranks[0]["relocations"] == ranks[1]["relocations"]
+    _assert_in_sync(ranks)
 
 
 def test_a_plain_fit_stays_out_of_torch_distributed_and_dask_locks(digits, quick_params, tmp_path):
