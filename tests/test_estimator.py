@@ -272,7 +272,9 @@ def test_failed_fit_changes_nothing(fault, digits, quick_params, monkeypatch):
     assert fitted.n_features_in_ == 64
 
 
-def test_collapse_warns_with_sizes_and_keeps_the_last_healthy_labels(digits, quick_params, monkeypatch, capsys):
+def test_collapse_warns_with_sizes_and_keeps_the_last_healthy_labels(
+    digits, quick_params, monkeypatch, capsys
+):
     """Clusters emptying out mid-training warn with both sets of sizes; labels_ is the kept solution."""
     from skdcec import _estimator
     from skdcec._clustering import ClusteringLayer
