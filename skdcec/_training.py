@@ -259,11 +259,11 @@ def train_clustering(
     A cluster that falls below a tenth of its size at the start is dying: at
     the update that finds it, its centre moves to one half of the cluster
     with the widest spread (split by 2-means on the embeddings), and the
-    split cluster's centre to the other half, as k-means does with an empty
-    cluster. Up to ``n_clusters`` such relocations happen; a populated cluster
-    that then empties out stops training, and the weights of the last update
-    before the collapse are restored: a collapsed solution never passes as
-    converged.
+    split cluster's centre to the other half, much as k-means implementations
+    re-seed an empty cluster. Up to ``n_clusters`` such relocations happen; a
+    populated cluster that then empties out stops training, and the weights
+    of the last update before the collapse are restored: a collapsed solution
+    never passes as converged.
 
     Parameters
     ----------
@@ -341,10 +341,7 @@ def train_clustering(
             z = embed(
                 autoencoder, data, batch_size=inference_batch_size, precision=precision, parallel=parallel
             )
-            with torch.no_grad():
-                q = clustering_layer(z).exp()
-                labels = q.argmax(dim=1)
-                sizes = torch.bincount(labels, minlength=n_clusters)
+            q, labels, sizes = _assign(clustering_layer, z)
             totals = torch.stack([reconstruction_total, clustering_total])
             if parallel is not None:
                 totals = parallel.average(totals)
@@ -366,10 +363,7 @@ def train_clustering(
             if relocations:
                 record["relocations"] = relocations
                 n_relocations += len(relocations)
-                with torch.no_grad():
-                    q = clustering_layer(z).exp()
-                    labels = q.argmax(dim=1)
-                    sizes = torch.bincount(labels, minlength=n_clusters)
+                q, labels, sizes = _assign(clustering_layer, z)
                 record["cluster_sizes"] = sizes.tolist()
             collapsed = bool(((initial_sizes > 0) & (sizes == 0)).any())
             if previous_labels is not None and not collapsed and not relocations:
@@ -426,6 +420,14 @@ def train_clustering(
         state, labels, restored_iter = healthy_state
         modules.load_state_dict(state)
     return ClusteringResult(labels, iteration, converged, collapsed, restored_iter, history)
+
+
+def _assign(clustering_layer, z):
+    """Soft assignments Q of all embeddings, their labels and the cluster sizes."""
+    with torch.no_grad():
+        q = clustering_layer(z).exp()
+    labels = q.argmax(dim=1)
+    return q, labels, torch.bincount(labels, minlength=q.shape[1])
 
 
 def _dying_clusters(sizes, initial_sizes):
