@@ -32,7 +32,7 @@ from sklearn.exceptions import ConvergenceWarning
 
 from skdcec import __version__
 from skdcec._device import resolve_device
-from skdcec._estimator import DeepConvEmbeddingClustering
+from skdcec._estimator import DeepConvEmbeddingClustering, resolve_pretrain_epochs
 from skdcec._persistence import (
     MANIFEST_FILE,
     atomic_folder,
@@ -90,7 +90,7 @@ class _Settings:
     color: str
     resize: str
     skip_unreadable: bool
-    pretrain_epochs: int
+    pretrain_epochs: int | str
     max_iter: int
     update_interval: int
     batch_size: int
@@ -154,14 +154,26 @@ def _integer(minimum):
     return parse
 
 
+def _epochs(text):
+    """``auto`` or a number of epochs, for ``--pretrain-epochs``."""
+    if text == "auto":
+        return text
+    try:
+        return _integer(0)(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(
+            f"invalid value {text!r}: give a number of epochs (0 or more) or auto"
+        ) from None
+
+
 def _add_training_options(parser, defaults):
     group = parser.add_argument_group("training")
     group.add_argument(
         "--pretrain-epochs",
-        type=_integer(0),
+        type=_epochs,
         default=defaults["pretrain_epochs"],
         metavar="N",
-        help="epochs of autoencoder pretraining (default: %(default)s)",
+        help="epochs of autoencoder pretraining; auto is 200, or 500 with --augment (default: %(default)s)",
     )
     group.add_argument(
         "--max-iter",
@@ -275,7 +287,7 @@ def _build_parser():
         help="leave out files that cannot be read, instead of stopping",
     )
     _add_training_options(
-        cluster, {"pretrain_epochs": 200, "max_iter": 20000, "update_interval": 140, "batch_size": 256}
+        cluster, {"pretrain_epochs": "auto", "max_iter": 20000, "update_interval": 140, "batch_size": 256}
     )
     cluster.add_argument(
         "--copy-to-folders",
@@ -922,7 +934,8 @@ def _fit(images, n_clusters, settings, memory, reporter, label):
         random_state=settings.seed,
         verbose=1,
     )
-    estimator.progress = _TrainingProgress(reporter, label, settings.pretrain_epochs, settings.max_iter)
+    pretrain_epochs = resolve_pretrain_epochs(settings.pretrain_epochs, settings.augment)
+    estimator.progress = _TrainingProgress(reporter, label, pretrain_epochs, settings.max_iter)
     try:
         with _notes_from_warnings(reporter, prefix=label):
             estimator.fit(images)

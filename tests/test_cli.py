@@ -148,6 +148,21 @@ def test_augment_and_init_reach_the_estimator(image_folder, tmp_path, monkeypatc
     assert (summary["estimator_params"]["augment"], summary["estimator_params"]["init"]) == (True, "spectral")
 
 
+@pytest.mark.parametrize("augment, epochs", [([], 2), (["--augment"], 3)])
+def test_auto_pretrain_epochs_follow_augment(augment, epochs, image_folder, tmp_path, monkeypatch, capsys):
+    """--pretrain-epochs auto (cluster's default) pretrains DEC-DA's epochs with --augment, DCEC's without."""
+    from skdcec import _estimator
+
+    monkeypatch.setattr(_estimator, "DCEC_PRETRAIN_EPOCHS", 2)
+    monkeypatch.setattr(_estimator, "DEC_DA_PRETRAIN_EPOCHS", 3)
+    options = [option for option in TINY if option not in ("--pretrain-epochs", "2")]
+    out = tmp_path / "results"
+    assert run_here("cluster", image_folder, "-k", "3", "--out", out, *augment, *options) == 0
+    assert f"pretraining: epoch {epochs}/{epochs}" in capsys.readouterr().err
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["settings"]["pretrain_epochs"] == summary["estimator_params"]["pretrain_epochs"] == "auto"
+
+
 def test_summary_agrees_with_the_csv(results, image_folder):
     """summary.json's counts, sizes and confidence match clusters.csv; its settings match the command."""
     out, _ = results
@@ -554,6 +569,10 @@ ERRORS = {
     "more k than images": (["cluster", "{root}/two", "-k", "3", "--out", "{root}/out"], "at most 2"),
     "unreadable image": (["cluster", "{root}/broken", "-k", "2", "--out", "{root}/out"], "bad.png"),
     "bad size": (["cluster", "{images}", "-k", "3", "--size", "0", "--out", "{root}/out"], "--size"),
+    "bad epochs": (
+        ["cluster", "{images}", "-k", "3", "--pretrain-epochs", "many", "--out", "{root}/out"],
+        "number of epochs (0 or more) or auto",
+    ),
     "existing results": (["cluster", "{images}", "-k", "3", "--out", "{results}"], "--overwrite"),
     "foreign out": (
         ["cluster", "{images}", "-k", "3", "--out", "{root}/foreign", "--overwrite"],
