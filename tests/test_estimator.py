@@ -626,7 +626,8 @@ def test_reconstruction_target_matters_with_augment_only(rgb_images, quick_param
 @pytest.mark.parametrize("augment, epochs", [(False, 200), (True, 500), ((), 200)])
 def test_auto_pretrain_epochs_are_dcec_s_or_dec_da_s(augment, epochs, quick_params, one_thread):
     """pretrain_epochs="auto" pretrains 500 epochs with augmentation (DEC-DA), 200 without (DCEC)."""
-    params = {**quick_params, "pretrain_epochs": "auto", "max_iter": 0, "filters": (2, 2, 2), "embedding_dim": 2}
+    params = {**quick_params, "pretrain_epochs": "auto", "max_iter": 0}
+    params.update(filters=(2, 2, 2), embedding_dim=2)
     est = _fit(np.random.default_rng(0).uniform(size=(8, 16)), 2, augment=augment, **params)
     assert [record["epoch"] for record in est.history_["pretrain"]] == list(range(1, epochs + 1))
     assert est.get_params()["pretrain_epochs"] == "auto"
