@@ -1,9 +1,10 @@
 """Clustering quality of DCEC against KMeans, PCA + KMeans and CAE + KMeans.
 
 The faithful DCEC (default parameters), its augmented variant
-(``augment=True``, DEC-DA) and the augmented variant started from spectral
-clusters (``init="spectral"``) run by default; ``--variants spectral`` adds
-the plain DCEC started from spectral clusters. Each pretraining gets its own
+(``augment=True``, DEC-DA, which pretrains 500 epochs instead of 200) and the
+augmented variant started from spectral clusters (``init="spectral"``) run by
+default; ``--variants spectral`` adds the plain DCEC started from spectral
+clusters. Each pretraining gets its own
 CAE + KMeans baseline; variants that differ only after pretraining share it.
 
 Every method runs with its default parameters on each data set for several
