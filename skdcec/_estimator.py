@@ -1,5 +1,6 @@
 """The scikit-learn estimator: validates, plans shapes and delegates to the torch core."""
 
+import functools
 import math
 import sys
 import warnings
@@ -485,7 +486,8 @@ class DeepConvEmbeddingClustering(ClassNamePrefixFeaturesOutMixin, TransformerMi
         filters = self._check_filters()
         augmentations = self._check_augment(image_shape[2])
         reconstruct_augmented = bool(augmentations) and self.reconstruction_target == "augmented"
-        self._pretrain_epochs = resolve_pretrain_epochs(self.pretrain_epochs, bool(augmentations))
+        pretrain_epochs = resolve_pretrain_epochs(self.pretrain_epochs, bool(augmentations))
+        report = functools.partial(self._report, pretrain_epochs=pretrain_epochs) if self.verbose else None
         device = resolve_device(self.device)
         parallel = None
         if launched_by_torchrun():
@@ -519,7 +521,7 @@ class DeepConvEmbeddingClustering(ClassNamePrefixFeaturesOutMixin, TransformerMi
             tuple(filters),
             self.embedding_dim,
             self.activation,
-            self._pretrain_epochs,
+            pretrain_epochs,
             self.batch_size,
             self.learning_rate,
             self.precision,
@@ -532,7 +534,7 @@ class DeepConvEmbeddingClustering(ClassNamePrefixFeaturesOutMixin, TransformerMi
         )
         with pretraining_lock(self.memory, cache_key):
             state, pretrain_history = pretrained(
-                *cache_key, data=data, parallel=parallel, callback=self._report if self.verbose else None
+                *cache_key, data=data, parallel=parallel, callback=report
             )
         autoencoder = _autoencoder_from_state(
             state, image_shape, filters, self.embedding_dim, self.activation, device
@@ -569,7 +571,7 @@ class DeepConvEmbeddingClustering(ClassNamePrefixFeaturesOutMixin, TransformerMi
             ),
             reconstruct_augmented=reconstruct_augmented,
             parallel=parallel,
-            callback=self._report if self.verbose else None,
+            callback=report,
         )
         if parallel is not None:
             parallel.close()
@@ -677,10 +679,10 @@ class DeepConvEmbeddingClustering(ClassNamePrefixFeaturesOutMixin, TransformerMi
                 )
         return resolve_augmentations(self.augment, n_channels)
 
-    def _report(self, stage, record):
+    def _report(self, stage, record, pretrain_epochs):
         if stage == "pretrain":
             message = (
-                f"[DCEC] pretrain epoch {record['epoch']}/{self._pretrain_epochs}: "
+                f"[DCEC] pretrain epoch {record['epoch']}/{pretrain_epochs}: "
                 f"reconstruction loss {record['reconstruction_loss']:.5f}"
             )
         else:

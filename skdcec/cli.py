@@ -596,7 +596,7 @@ class _ReportingClusterer(DeepConvEmbeddingClustering):
 
     progress = None
 
-    def _report(self, stage, record):
+    def _report(self, stage, record, pretrain_epochs):
         if self.progress is not None:
             self.progress(stage, record)
 

@@ -219,7 +219,7 @@ def _raise_at(stage, count, error):
     """A progress report that raises ``error`` at the ``count``-th record of ``stage``."""
     seen = []
 
-    def report(self, record_stage, record):
+    def report(self, record_stage, record, pretrain_epochs):
         if record_stage == stage:
             seen.append(record)
             if len(seen) == count:
