@@ -32,7 +32,7 @@ from sklearn.exceptions import ConvergenceWarning
 
 from skdcec import __version__
 from skdcec._device import resolve_device
-from skdcec._estimator import DeepConvEmbeddingClustering, resolve_pretrain_epochs
+from skdcec._estimator import DeepConvEmbeddingClustering
 from skdcec._persistence import (
     MANIFEST_FILE,
     atomic_folder,
@@ -553,26 +553,25 @@ class _Lines:
 class _TrainingProgress:
     """Turns the estimator's progress records into progress displays."""
 
-    def __init__(self, reporter, label, pretrain_epochs, max_iter):
+    def __init__(self, reporter, label, max_iter):
         self.reporter = reporter
         self.label = label
-        self.pretrain_epochs = pretrain_epochs
         self.max_iter = max_iter
         self.pretraining = None
         self.clustering = None
 
-    def __call__(self, stage, record):
+    def __call__(self, stage, record, pretrain_epochs):
         if stage == "pretrain":
             if self.pretraining is None:
                 self.pretraining = self.reporter.progress(
-                    f"{self.label}pretraining", self.pretrain_epochs, "epoch"
+                    f"{self.label}pretraining", pretrain_epochs, "epoch"
                 )
             self.pretraining.update(record["epoch"], f"loss {record['reconstruction_loss']:.4g}")
             return
         if self.clustering is None:
             if self.pretraining is not None:
                 self.pretraining.close()
-            elif self.pretrain_epochs:
+            elif pretrain_epochs:
                 self.reporter.info(
                     f"{self.label}pretraining: reused the autoencoder pretrained for the first k"
                 )
@@ -598,7 +597,7 @@ class _ReportingClusterer(DeepConvEmbeddingClustering):
 
     def _report(self, stage, record, pretrain_epochs):
         if self.progress is not None:
-            self.progress(stage, record)
+            self.progress(stage, record, pretrain_epochs)
 
 
 @contextlib.contextmanager
@@ -934,8 +933,7 @@ def _fit(images, n_clusters, settings, memory, reporter, label):
         random_state=settings.seed,
         verbose=1,
     )
-    pretrain_epochs = resolve_pretrain_epochs(settings.pretrain_epochs, settings.augment)
-    estimator.progress = _TrainingProgress(reporter, label, pretrain_epochs, settings.max_iter)
+    estimator.progress = _TrainingProgress(reporter, label, settings.max_iter)
     try:
         with _notes_from_warnings(reporter, prefix=label):
             estimator.fit(images)

@@ -474,7 +474,7 @@ def test_interrupted_overwrite_keeps_the_old_results(results, image_folder, tmp_
     shutil.copytree(results[0], out, symlinks=True)
     before = _tree(tmp_path)
 
-    def interrupt_in_clustering(self, stage, record):
+    def interrupt_in_clustering(self, stage, record, pretrain_epochs):
         if stage == "clustering":
             raise KeyboardInterrupt
 
