@@ -4,8 +4,8 @@ The faithful DCEC (default parameters), its augmented variant
 (``augment=True``, DEC-DA, which pretrains 500 epochs instead of 200) and the
 augmented variant started from spectral clusters (``init="spectral"``) run by
 default; ``--variants spectral`` adds the plain DCEC started from spectral
-clusters. Each pretraining gets its own
-CAE + KMeans baseline; variants that differ only after pretraining share it.
+clusters. Each pretraining gets its own CAE + KMeans baseline; variants that
+differ only after pretraining share it.
 
 Every method runs with its default parameters on each data set for several
 seeds; NMI, ACC (Hungarian matching) and ARI are reported as mean +- std, with
