@@ -28,7 +28,9 @@ Usage::
     python benchmarks/bench_quality.py --merge seed0.json seed1.json --json all.json
 
 ``--cache DIR`` keeps the pretrained autoencoders, so that a later run with
-the same data, seeds and parameters only clusters again.
+the same data, seeds and parameters only clusters again. ``--json`` is
+rewritten after every seed, so a long run that is stopped keeps the seeds it
+finished.
 ``--merge`` combines reports of runs made separately (one seed per process,
 in parallel or on different days) into one table per data set.
 """
@@ -205,6 +207,15 @@ def merge(paths):
     return merged
 
 
+def write_report(report, path):
+    """Write ``report`` as JSON to ``path`` through a temporary file, so that it is never half-written."""
+    path = pathlib.Path(path)
+    partial = path.with_name(path.name + ".partial")
+    with open(partial, "w") as handle:
+        json.dump(report, handle, indent=2)
+    partial.replace(path)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--datasets", nargs="+", default=["digits"], choices=["digits", "mnist5k", "usps", "coil20"])
@@ -226,8 +237,7 @@ def main():
     if args.merge:
         report = merge(args.merge)
         if args.json:
-            with open(args.json, "w") as handle:
-                json.dump(report, handle, indent=2)
+            write_report(report, args.json)
         return
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -265,12 +275,11 @@ def main():
                 print(f"{dataset} seed {seed}: " + ", ".join(
                     f"{m} NMI {r['nmi']:.3f} ACC {r['acc']:.3f} ({r['time']:.0f}s)" for m, r in row.items()
                 ), flush=True)
-            summary = summarise(rows)
-            report["datasets"][dataset] = {"n_samples": len(y), "runs": rows, "summary": summary}
-            print(markdown(dataset, len(y), summary, len(args.seeds)), flush=True)
-    if args.json:
-        with open(args.json, "w") as handle:
-            json.dump(report, handle, indent=2)
+                report["datasets"][dataset] = {"n_samples": len(y), "runs": rows, "summary": summarise(rows)}
+                if args.json:
+                    # After every seed: a run stopped hours in keeps the seeds it finished.
+                    write_report(report, args.json)
+            print(markdown(dataset, len(y), report["datasets"][dataset]["summary"], len(args.seeds)), flush=True)
 
 
 if __name__ == "__main__":
