@@ -174,6 +174,15 @@ def _autoencoder_from_state(state, image_shape, filters, embedding_dim, activati
     return place_module(autoencoder, device)
 
 
+def _split_in_two(points, seed):
+    """Split ``points`` by 2-means: each point's half (0 or 1) and the two halves' means.
+
+    The joint phase re-seeds a dying cluster inside the widest one with it.
+    """
+    halves = KMeans(2, n_init=3, random_state=seed).fit(points)
+    return halves.labels_, halves.cluster_centers_
+
+
 class DeepConvEmbeddingClustering(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, BaseEstimator):
     """Deep convolutional embedding clustering (DCEC) of images.
 
@@ -570,6 +579,7 @@ class DeepConvEmbeddingClustering(ClassNamePrefixFeaturesOutMixin, TransformerMi
                 clustering_seed if parallel is None else parallel.rank_seed(clustering_seed), device
             ),
             reconstruct_augmented=reconstruct_augmented,
+            split_cluster=_split_in_two,
             parallel=parallel,
             callback=report,
         )

@@ -6,7 +6,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-from sklearn.cluster import KMeans
 from torch.nn import functional as F
 
 from skdcec._augmentation import augment_batch
@@ -240,6 +239,7 @@ def train_clustering(
     augmentations=frozenset(),
     augment_generator=None,
     reconstruct_augmented=True,
+    split_cluster=None,
     parallel=None,
     callback=None,
 ):
@@ -258,8 +258,8 @@ def train_clustering(
 
     A cluster that falls below a tenth of its size at the start is dying: at
     the update that finds it, its centre moves to one half of the cluster
-    with the widest spread (split by 2-means on the embeddings), and the
-    split cluster's centre to the other half, much as k-means implementations
+    with the widest spread (split in two by ``split_cluster``), and the split
+    cluster's centre to the other half, much as k-means implementations
     re-seed an empty cluster. Up to ``n_clusters`` such relocations happen; a
     populated cluster that then empties out stops training, and the weights
     of the last update before the collapse are restored: a collapsed solution
@@ -298,6 +298,13 @@ def train_clustering(
     reconstruct_augmented : bool, default=True
         With augmentations, whether the reconstruction target is the
         transformed batch (True) or the clean one (False).
+    split_cluster : callable, default=None
+        ``split_cluster(points, seed)`` divides the float32 array ``points``
+        of shape ``(n_points, embedding_dim)``, the embeddings of one cluster,
+        in two, deterministically for an int ``seed``; it returns the labels
+        (0 or 1) of the points and the two halves' means, of shape
+        ``(2, embedding_dim)``. The estimator passes 2-means. ``None``
+        re-seeds no dying cluster: a cluster that empties out stops training.
     parallel : DataParallel, default=None
         In a data-parallel run, this process's place in it: the process
         trains on its part of every batch, gradients are averaged, and Q is
@@ -355,11 +362,14 @@ def train_clustering(
             _check_finite(z, f"clustering iteration {iteration}")
             if initial_sizes is None:
                 initial_sizes = sizes
-            dying = _dying_clusters(sizes, initial_sizes)[: n_clusters - n_relocations]
+            dying = [] if split_cluster is None else _dying_clusters(sizes, initial_sizes)
+            dying = dying[: n_clusters - n_relocations]
             if parallel is not None:
                 # Rank 0's choice, imposed as the verdict is below.
                 dying = parallel.broadcast_object(dying)
-            relocations = _relocate(dying, z, labels, clustering_layer, optimizer, generator, parallel)
+            relocations = _relocate(
+                dying, z, labels, clustering_layer, optimizer, split_cluster, generator, parallel
+            )
             if relocations:
                 record["relocations"] = relocations
                 n_relocations += len(relocations)
@@ -435,11 +445,11 @@ def _dying_clusters(sizes, initial_sizes):
     return torch.nonzero(sizes < DYING_FRACTION * initial_sizes).flatten().tolist()
 
 
-def _relocate(dying, z, labels, clustering_layer, optimizer, generator, parallel):
+def _relocate(dying, z, labels, clustering_layer, optimizer, split_cluster, generator, parallel):
     """Move each dying centre into one half of the cluster with the widest spread.
 
     The spread of a cluster is the sum of its members' squared distances to
-    its centre. That cluster is split by 2-means on its members' embeddings;
+    its centre. ``split_cluster`` divides that cluster's embeddings in two;
     its own centre takes the larger half's mean, the dying centre the other's,
     and the optimiser's running moments of both centres start again. Every
     process of a data-parallel run takes rank 0's centres.
@@ -465,11 +475,11 @@ def _relocate(dying, z, labels, clustering_layer, optimizer, generator, parallel
         if len(torch.unique(z[members], dim=0)) < 2:
             break
         seed = int(torch.randint(2**31 - 1, (1,), generator=generator))
-        halves = KMeans(2, n_init=3, random_state=seed).fit(z[members].cpu().numpy())
-        larger = int(np.argmax(np.bincount(halves.labels_)))
-        means = torch.as_tensor(halves.cluster_centers_, dtype=centers.dtype, device=centers.device)
+        halves, means = split_cluster(z[members].cpu().numpy(), seed)
+        larger = int(np.argmax(np.bincount(halves)))
+        means = torch.as_tensor(means, dtype=centers.dtype, device=centers.device)
         centers[widest], centers[cluster] = means[larger], means[1 - larger]
-        moved = torch.as_tensor(halves.labels_ != larger, device=labels.device)
+        moved = torch.as_tensor(halves != larger, device=labels.device)
         labels[members[moved]] = cluster
         for index in (widest, cluster):
             kept = labels == index

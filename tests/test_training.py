@@ -8,6 +8,7 @@ from skdcec import _training
 from skdcec._autoencoder import ConvAutoencoder
 from skdcec._clustering import ClusteringLayer
 from skdcec._data import ImageBatches
+from skdcec._estimator import _split_in_two
 from skdcec._training import TrainingDivergedError, embed, pretrain, train_clustering
 
 CPU = torch.device("cpu")
@@ -48,6 +49,7 @@ def _clustering_kwargs(**overrides):
         learning_rate=1e-3,
         generator=_generator(),
         inference_batch_size=16,
+        split_cluster=_split_in_two,
     )
     kwargs.update(overrides)
     return kwargs
@@ -288,6 +290,16 @@ def test_collapse_is_first_met_by_relocating_the_dying_centre():
     assert result.history[-1]["relocations"] == [{"cluster": 1, "split_from": 0, "size_before_split": 40}]
 
 
+def test_without_split_cluster_no_centre_is_reseeded():
+    """split_cluster=None re-seeds nothing: the collapse stops training at the update that finds it."""
+    model, data = _setup(_blobs())
+    layer = _ScriptedLayer(_centers(model, data), _flip_script([0, 20]) + [np.zeros(40, dtype=int)])
+    result = train_clustering(model, layer, data, **_clustering_kwargs(tol=0.0, split_cluster=None))
+    assert result.collapsed and result.restored_iter == 10
+    assert not any("relocations" in record for record in result.history)
+    assert result.history[-1]["cluster_sizes"] == [40, 0]
+
+
 def test_dying_cluster_takes_half_of_the_merged_one_and_training_goes_on():
     """A cluster left with under a tenth of its images is re-seeded inside the cluster that took them."""
     model, data = _setup(_blobs())
@@ -327,7 +339,7 @@ def test_relocation_splits_the_widest_cluster_by_two_means():
     layer(z).sum().backward()
     optimizer.step()
     before = layer.centers.detach().clone()
-    records = _training._relocate([2], z, labels, layer, optimizer, _generator(), None)
+    records = _training._relocate([2], z, labels, layer, optimizer, _split_in_two, _generator(), None)
     assert records == [{"cluster": 2, "split_from": 0, "size_before_split": 4}]
     moved = layer.centers.detach()[[0, 2]]
     assert sorted(moved[:, 0].tolist()) == pytest.approx([0.0, 10.0])
