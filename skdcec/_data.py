@@ -7,8 +7,9 @@ import torch
 
 from skdcec._device import memory_format
 
-# Rows read per chunk when a whole collection is read (statistics, a copy on the GPU).
-STATISTICS_CHUNK_SIZE = 4096
+# Bytes of float64 temporaries per chunk when a whole collection is read
+# (statistics, a copy on the GPU), whatever the size of one image.
+CHUNK_BYTES = 2**26
 # Scattered rows read from a memory map between two releases of its pages.
 MAPPED_ROWS_PER_RELEASE = 16
 
@@ -38,6 +39,21 @@ def _shared_file_mapping(X):
     return None
 
 
+def rows_per_chunk(X):
+    """Rows of ``X`` whose float64 conversion takes about ``CHUNK_BYTES`` (at least one row).
+
+    Parameters
+    ----------
+    X : numpy.ndarray of shape (n_samples, n_features)
+        The collection.
+
+    Returns
+    -------
+    int
+    """
+    return max(1, CHUNK_BYTES // (8 * max(1, X.shape[1])))
+
+
 def channel_statistics(X, n_channels):
     """Per-channel mean and standard deviation of a flat image collection.
 
@@ -60,8 +76,9 @@ def channel_statistics(X, n_channels):
     total = np.zeros(n_channels)
     total_sq = np.zeros(n_channels)
     count = 0
-    for start in range(0, X.shape[0], STATISTICS_CHUNK_SIZE):
-        chunk = np.asarray(X[start : start + STATISTICS_CHUNK_SIZE], dtype=np.float64)
+    rows = rows_per_chunk(X)
+    for start in range(0, X.shape[0], rows):
+        chunk = np.asarray(X[start : start + rows], dtype=np.float64)
         chunk = chunk.reshape(-1, n_channels)
         # Centre each chunk on the first chunk's mean so that the sum of
         # squares does not lose precision on data with a large offset.
@@ -142,9 +159,9 @@ class ImageBatches:
             compact = np.array(self.X, copy=True)
         else:
             compact = np.empty(self.X.shape, dtype=np.float32)
-            for start in range(0, self.n_samples, STATISTICS_CHUNK_SIZE):
-                stop = start + STATISTICS_CHUNK_SIZE
-                compact[start:stop] = self._narrow(self.X[start:stop])
+            rows = rows_per_chunk(self.X)
+            for start in range(0, self.n_samples, rows):
+                compact[start : start + rows] = self._narrow(self.X[start : start + rows])
         return torch.from_numpy(compact).to(self.device)
 
     def __len__(self):

@@ -38,13 +38,23 @@ def test_statistics_are_exact_across_chunks_and_offsets(monkeypatch):
     """Chunked accumulation matches NumPy even with a large offset; constant data gets std 1."""
     from skdcec import _data
 
-    monkeypatch.setattr(_data, "STATISTICS_CHUNK_SIZE", 7)
+    monkeypatch.setattr(_data, "CHUNK_BYTES", 7 * 3 * 8)
     X = 1e9 + np.random.default_rng(1).normal(size=(50, 3))
     mean, std = channel_statistics(X, 1)
     np.testing.assert_allclose(mean, [X.mean()], rtol=1e-12)
     np.testing.assert_allclose(std, [X.std()], rtol=1e-6)
     _, constant_std = channel_statistics(np.full((10, 4), 3.0), 1)
     np.testing.assert_array_equal(constant_std, [1.0])
+
+
+@pytest.mark.parametrize("n_features", [1, 3 * 128 * 128, 2**24])
+def test_whole_collection_reads_are_chunked_by_bytes(n_features):
+    """Statistics and device copies convert about CHUNK_BYTES at a time, whatever an image's size."""
+    from skdcec import _data
+
+    rows = _data.rows_per_chunk(np.empty((0, n_features), dtype=np.float32))
+    assert rows >= 1
+    assert rows == 1 or rows * n_features * 8 <= _data.CHUNK_BYTES
 
 
 def test_float64_far_from_zero_keeps_its_spread():
