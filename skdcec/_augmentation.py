@@ -86,8 +86,15 @@ def augment_batch(images, augmentations, generator):
             shift_y = shift_y + uniform(-1, 1) * (1 - scale)
         flip = torch.where(uniform(0, 1) < 0.5, -ones, ones) if "flip" in warp else ones
         cos, sin = torch.cos(angle) * scale, torch.sin(angle) * scale
+        # affine_grid's [-1, 1] coordinates stretch x by the width and y by the
+        # height: a rotation in pixels takes the aspect ratio into its off-diagonal
+        # terms, else it would shear a non-square image.
+        height, width = images.shape[-2:]
         theta = torch.stack(
-            [torch.stack([cos * flip, -sin, shift_x], dim=1), torch.stack([sin * flip, cos, shift_y], dim=1)],
+            [
+                torch.stack([cos * flip, -sin * (height / width), shift_x], dim=1),
+                torch.stack([sin * flip * (width / height), cos, shift_y], dim=1),
+            ],
             dim=1,
         )
         grid = F.affine_grid(theta.to(images.dtype), list(images.shape), align_corners=False)

@@ -85,3 +85,21 @@ def test_same_generator_seed_same_augmentation(names):
     assert torch.equal(first, second)
     assert not torch.equal(first, third)
     assert first.shape == images.shape
+
+
+@pytest.mark.parametrize("height, width", [(16, 48), (48, 16), (32, 32)])
+def test_rotation_keeps_distances_on_non_square_images(monkeypatch, height, width):
+    """A rotated dot stays at its distance from the centre, in pixels, whatever the aspect ratio."""
+    from skdcec import _augmentation
+
+    monkeypatch.setattr(_augmentation, "MAX_ROTATION_DEGREES", 90.0)
+    images = torch.zeros((16, 1, height, width))
+    # A 2x2 dot whose centre lies 6 pixels right of the image centre.
+    images[:, :, height // 2 - 1 : height // 2 + 1, width // 2 + 5 : width // 2 + 7] = 1.0
+    rotated = augment_batch(images, frozenset({"rotate"}), torch.Generator().manual_seed(0))
+    rows = torch.arange(height, dtype=torch.float32).view(-1, 1) + 0.5 - height / 2
+    cols = torch.arange(width, dtype=torch.float32).view(1, -1) + 0.5 - width / 2
+    mass = rotated[:, 0].sum(dim=(1, 2))
+    y = (rotated[:, 0] * rows).sum(dim=(1, 2)) / mass
+    x = (rotated[:, 0] * cols).sum(dim=(1, 2)) / mass
+    torch.testing.assert_close(torch.hypot(x, y), torch.full((16,), 6.0), atol=0.3, rtol=0)
