@@ -33,6 +33,44 @@ def log_soft_assignment(z, centers, alpha=1.0):
     return (logits - torch.logsumexp(logits, dim=1, keepdim=True)).to(z.dtype)
 
 
+# Elements of the largest temporary (the rows x clusters x embedding_dim
+# differences, in float64) when the soft assignment of many samples is computed.
+ASSIGNMENT_CHUNK_ELEMENTS = 2**22
+
+
+@torch.no_grad()
+def log_soft_assignment_in_chunks(z, centers, alpha=1.0):
+    """Float64 log soft assignment of many samples, a bounded chunk of rows at a time.
+
+    Used wherever all samples are assigned at once (target updates,
+    ``predict``, ``predict_proba``): the temporary holds at most
+    ``ASSIGNMENT_CHUNK_ELEMENTS`` differences whatever the number of samples,
+    and every row is computed on its own in float64, so that its value does
+    not depend on the other rows or on how they were chunked.
+
+    Parameters
+    ----------
+    z : torch.Tensor of shape (n_samples, embedding_dim)
+        Embedded samples.
+    centers : torch.Tensor of shape (n_clusters, embedding_dim)
+        Cluster centres.
+    alpha : float, default=1.0
+        Degrees of freedom of the Student's t kernel.
+
+    Returns
+    -------
+    torch.Tensor of shape (n_samples, n_clusters)
+        Float64 (float32 on MPS, which has no float64), on ``z``'s device.
+    """
+    wide = torch.float32 if z.device.type == "mps" else torch.float64
+    centers = centers.detach().to(device=z.device, dtype=wide)
+    rows = max(1, ASSIGNMENT_CHUNK_ELEMENTS // centers.numel())
+    out = torch.empty((z.shape[0], centers.shape[0]), dtype=wide, device=z.device)
+    for start in range(0, z.shape[0], rows):
+        out[start : start + rows] = log_soft_assignment(z[start : start + rows].to(wide), centers, alpha)
+    return out
+
+
 def soft_assignment(z, centers, alpha=1.0):
     """Student's t soft assignment ``q`` of samples to centres (DEC, eq. 1).
 
@@ -140,3 +178,19 @@ class ClusteringLayer(nn.Module):
         torch.Tensor of shape (batch, n_clusters)
         """
         return log_soft_assignment(z, self.centers, self.alpha)
+
+    def log_assignment_of_all(self, z):
+        """Float64 log soft assignment of all samples ``z``, without gradient.
+
+        See :func:`log_soft_assignment_in_chunks`.
+
+        Parameters
+        ----------
+        z : torch.Tensor of shape (n_samples, embedding_dim)
+            Embeddings of every sample.
+
+        Returns
+        -------
+        torch.Tensor of shape (n_samples, n_clusters)
+        """
+        return log_soft_assignment_in_chunks(z, self.centers, self.alpha)

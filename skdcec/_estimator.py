@@ -19,7 +19,7 @@ from sklearn.utils.validation import check_array, check_is_fitted, check_memory,
 
 from skdcec._augmentation import AUGMENTATIONS, resolve_augmentations
 from skdcec._autoencoder import ACTIVATIONS, ConvAutoencoder
-from skdcec._clustering import ClusteringLayer, log_soft_assignment
+from skdcec._clustering import ClusteringLayer, log_soft_assignment_in_chunks
 from skdcec._dask import pretraining_lock
 from skdcec._data import ImageBatches, channel_statistics
 from skdcec._distributed import DataParallel, launched_by_torchrun
@@ -37,9 +37,7 @@ from skdcec._training import embed, pretrain, train_clustering
 # activation (the first convolution's output, 32 channels at a quarter of the
 # pixels) stays near 64 MB whatever the image size.
 INFERENCE_PIXELS_PER_BATCH = 2**21
-MAX_INFERENCE_BATCH_SIZE = 8192
-# Elements of the largest temporary of the soft assignment at inference (float64).
-SOFT_ASSIGNMENT_ELEMENTS = 2**22
+MAX_INFERENCE_BATCH_SIZE = 256
 # Neighbours per sample in the graph of the spectral initialisation
 # (scikit-learn's default for SpectralClustering).
 SPECTRAL_NEIGHBORS = 10
@@ -492,6 +490,12 @@ class DeepConvEmbeddingClustering(ClassNamePrefixFeaturesOutMixin, TransformerMi
                 f"n_samples={n_samples} should be >= n_clusters={self.n_clusters}. "
                 "Pass more images or lower n_clusters."
             )
+        if self.init == "spectral" and n_samples <= self.n_clusters and self.n_clusters > 1:
+            raise ValueError(
+                f'init="spectral" needs more images than clusters, but n_samples={n_samples} '
+                f"and n_clusters={self.n_clusters}; pass more images, lower n_clusters or use "
+                'init="k-means".'
+            )
         filters = self._check_filters()
         augmentations = self._check_augment(image_shape[2])
         reconstruct_augmented = bool(augmentations) and self.reconstruction_target == "augmented"
@@ -681,6 +685,11 @@ class DeepConvEmbeddingClustering(ClassNamePrefixFeaturesOutMixin, TransformerMi
 
     def _check_augment(self, n_channels):
         if not isinstance(self.augment, bool):
+            if not all(isinstance(name, str) for name in self.augment):
+                raise ValueError(
+                    f"augment={self.augment!r} must be True, False or a tuple of names from "
+                    f"{sorted(AUGMENTATIONS)}, e.g. augment=('shift', 'rotate')."
+                )
             unknown = set(self.augment) - AUGMENTATIONS
             if unknown:
                 raise ValueError(
@@ -764,6 +773,7 @@ class DeepConvEmbeddingClustering(ClassNamePrefixFeaturesOutMixin, TransformerMi
         )
         _check_values(X)
         if not reset:
+            self._check_input_kind(X)
             return X, self.image_shape_, ndim
         if nd_shape is not None:
             if self.image_shape is not None and tuple(self._complete(self.image_shape)) != nd_shape:
@@ -773,6 +783,28 @@ class DeepConvEmbeddingClustering(ClassNamePrefixFeaturesOutMixin, TransformerMi
                 )
             return X, nd_shape, ndim
         return X, self._plan_image_shape(X.shape[1]), 2
+
+    def _check_input_kind(self, X):
+        """Refuse uint8 images for a model fitted on floats, and floats for one fitted on uint8.
+
+        The two are scaled differently (uint8 divided by 255, floats
+        standardised with the training statistics): a mix-up would give
+        wrong labels without a word.
+        """
+        fitted_uint8 = np.dtype(self._input_dtype) == np.uint8
+        if (X.dtype == np.uint8) == fitted_uint8:
+            return
+        if fitted_uint8:
+            raise ValueError(
+                f"X has dtype {X.dtype} but the model was fitted on uint8 pixels (0-255), which it "
+                "scales differently; pass uint8 images, e.g. np.rint(X * 255).astype(np.uint8) for "
+                "floats in [0, 1]."
+            )
+        raise ValueError(
+            f"X has dtype uint8 but the model was fitted on {np.dtype(self._input_dtype)} images, "
+            "which it standardises with their training statistics; pass the same kind of values "
+            "as in fit, e.g. X.astype(np.float32) (and the same scale, such as / 255, if fit had it)."
+        )
 
     @staticmethod
     def _check_dtype(X):
@@ -837,10 +869,17 @@ class DeepConvEmbeddingClustering(ClassNamePrefixFeaturesOutMixin, TransformerMi
 
     # ------------------------------------------------------------ inference
 
-    def _inference_batch_size(self, autoencoder):
+    @staticmethod
+    def _inference_batch_size(autoencoder):
+        """The one batch shape of every inference pass of ``autoencoder``.
+
+        A function of the image shape only, so that a row's embedding never
+        depends on how many rows are predicted with it (see ``embed``): about
+        ``INFERENCE_PIXELS_PER_BATCH`` pixels, at most
+        ``MAX_INFERENCE_BATCH_SIZE`` images.
+        """
         height, width, _ = autoencoder.image_shape
-        pixels = height * width
-        return int(min(MAX_INFERENCE_BATCH_SIZE, max(self.batch_size, INFERENCE_PIXELS_PER_BATCH // pixels)))
+        return int(min(MAX_INFERENCE_BATCH_SIZE, max(1, INFERENCE_PIXELS_PER_BATCH // (height * width))))
 
     def _inference_device(self):
         return next(self.autoencoder_.parameters()).device
@@ -874,11 +913,9 @@ class DeepConvEmbeddingClustering(ClassNamePrefixFeaturesOutMixin, TransformerMi
         return embeddings
 
     def _log_proba(self, z):
-        """Log soft assignment of embeddings ``z`` to the fitted centres."""
-        centers = torch.as_tensor(self.cluster_centers_, dtype=torch.float32, device=z.device)
-        # The computation holds rows x n_clusters x embedding_dim differences.
-        rows = max(1, SOFT_ASSIGNMENT_ELEMENTS // centers.numel())
-        return torch.cat([log_soft_assignment(part, centers, self.alpha) for part in z.split(rows)])
+        """Float64 log soft assignment of embeddings ``z`` to the fitted centres."""
+        centers = torch.as_tensor(self.cluster_centers_, device=z.device)
+        return log_soft_assignment_in_chunks(z, centers, self.alpha)
 
     def predict(self, X):
         """Cluster of each image: the most probable centre under ``q``.
@@ -945,7 +982,7 @@ class DeepConvEmbeddingClustering(ClassNamePrefixFeaturesOutMixin, TransformerMi
         X, _, _ = self._validate_images(X)
         proba = np.empty((X.shape[0], len(self.cluster_centers_)))
         for start, z in self._embeddings(X):
-            proba[start : start + len(z)] = self._log_proba(z).double().exp().cpu().numpy()
+            proba[start : start + len(z)] = self._log_proba(z).exp().cpu().numpy()
         return proba / proba.sum(axis=1, keepdims=True)
 
     def transform(self, X):

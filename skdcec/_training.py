@@ -9,8 +9,12 @@ import torch
 from torch.nn import functional as F
 
 from skdcec._augmentation import augment_batch
-from skdcec._clustering import clustering_loss, log_soft_assignment, target_distribution
-from skdcec._device import autocast
+from skdcec._clustering import (
+    clustering_loss,
+    log_soft_assignment,
+    target_distribution,
+)
+from skdcec._device import autocast, memory_format
 
 
 DYING_FRACTION = 0.1
@@ -150,6 +154,14 @@ def pretrain(
 def embed(autoencoder, data, *, batch_size, precision=None, parallel=None):
     """Embeddings of all samples, in order, from the current weights.
 
+    Every forward pass runs at the one shape ``(batch_size, channels, height,
+    width)``: the last, partial batch is padded with blank images whose
+    embeddings are dropped. Kernels are chosen by shape, and different kernels
+    sum in different orders, so a batch of another size could give a row an
+    embedding that differs in the last bits; at one fixed shape the same row
+    gets the same embedding whether it is embedded alone, in a subset or with
+    the whole collection, on any CPU or GPU.
+
     Parameters
     ----------
     autoencoder : ConvAutoencoder
@@ -157,7 +169,7 @@ def embed(autoencoder, data, *, batch_size, precision=None, parallel=None):
     data : ImageBatches
         The images.
     batch_size : int
-        Images per inference batch.
+        Images per inference batch: the fixed shape of every forward pass.
     precision : torch.dtype or None, default=None
         Autocast dtype; ``None`` runs in float32.
     parallel : DataParallel, default=None
@@ -179,11 +191,9 @@ def embed(autoencoder, data, *, batch_size, precision=None, parallel=None):
     for first in range(start, stop, batch_size):
         last = min(first + batch_size, stop)
         images = data.slice(first, last)
-        # Kernels take another code path for a batch of one image, whose
-        # result differs in the last bits: pad it with a blank image so that
-        # an embedding never depends on how the data were batched.
-        if last - first == 1:
-            images = torch.cat([images, torch.zeros_like(images)])
+        if last - first < batch_size:
+            padding = images.new_zeros((batch_size - (last - first), *images.shape[1:]))
+            images = torch.cat([images, padding]).contiguous(memory_format=memory_format(data.device))
         with autocast(data.device, precision):
             part = autoencoder.encode(images).float()
         if z is None:
@@ -260,7 +270,8 @@ def train_clustering(
     the update that finds it, its centre moves to one half of the cluster
     with the widest spread (split in two by ``split_cluster``), and the split
     cluster's centre to the other half, much as k-means implementations
-    re-seed an empty cluster. Up to ``n_clusters`` such relocations happen; a
+    re-seed an empty cluster (never at the final update, which no training
+    follows). Up to ``n_clusters`` such relocations happen; a
     populated cluster that then empties out stops training, and the weights
     of the last update before the collapse are restored: a collapsed solution
     never passes as converged.
@@ -280,7 +291,10 @@ def train_clustering(
     update_interval : int
         Mini-batches between target updates.
     tol : float
-        Label-change fraction under which training stops.
+        Label-change fraction under which training stops. Only a full
+        interval counts: when ``max_iter`` is not a multiple of
+        ``update_interval``, the final, shorter interval ends training
+        without convergence.
     batch_size : int
         Images per step.
     learning_rate : float
@@ -333,7 +347,7 @@ def train_clustering(
     )
     n_clusters = clustering_layer.centers.shape[0]
     history = []
-    previous_labels = None
+    previous_labels = previous_iteration = None
     initial_sizes = None
     n_relocations = 0
     healthy_state = None
@@ -362,7 +376,10 @@ def train_clustering(
             _check_finite(z, f"clustering iteration {iteration}")
             if initial_sizes is None:
                 initial_sizes = sizes
-            dying = [] if split_cluster is None else _dying_clusters(sizes, initial_sizes)
+            # No re-seeding at the final update: no training would follow to fit
+            # the new centres to their images.
+            final = iteration >= max_iter
+            dying = [] if split_cluster is None or final else _dying_clusters(sizes, initial_sizes)
             dying = dying[: n_clusters - n_relocations]
             if parallel is not None:
                 # Rank 0's choice, imposed as the verdict is below.
@@ -379,7 +396,10 @@ def train_clustering(
             if previous_labels is not None and not collapsed and not relocations:
                 n_changed = (labels != previous_labels).sum().item()
                 record["label_change_fraction"] = n_changed / len(labels)
-                converged = record["label_change_fraction"] < tol
+                # A final update that max_iter cut short compares labels over a
+                # shorter window than tol was meant for: it cannot count as convergence.
+                full_window = iteration - previous_iteration == update_interval
+                converged = full_window and record["label_change_fraction"] < tol
             if parallel is not None:
                 # Every process gathered the same embeddings, so all reach the
                 # same verdict; rank 0's is imposed anyway, so that a
@@ -391,8 +411,8 @@ def train_clustering(
                 callback("clustering", record)
             if collapsed or converged or iteration >= max_iter:
                 break
-            target = target_distribution(q.double()).float()
-            previous_labels = labels
+            target = target_distribution(q).float()
+            previous_labels, previous_iteration = labels, iteration
             healthy_state = (copy.deepcopy(modules.state_dict()), labels, iteration)
             reconstruction_total.zero_()
             clustering_total.zero_()
@@ -434,8 +454,7 @@ def train_clustering(
 
 def _assign(clustering_layer, z):
     """Soft assignments Q of all embeddings, their labels and the cluster sizes."""
-    with torch.no_grad():
-        q = clustering_layer(z).exp()
+    q = clustering_layer.log_assignment_of_all(z).exp()
     labels = q.argmax(dim=1)
     return q, labels, torch.bincount(labels, minlength=q.shape[1])
 
@@ -451,7 +470,7 @@ def _relocate(dying, z, labels, clustering_layer, optimizer, split_cluster, gene
     The spread of a cluster is the sum of its members' squared distances to
     its centre. ``split_cluster`` divides that cluster's embeddings in two;
     its own centre takes the larger half's mean, the dying centre the other's,
-    and the optimiser's running moments of both centres start again. Every
+    and the optimiser's state of the centres starts again. Every
     process of a data-parallel run takes rank 0's centres.
 
     Returns
@@ -491,10 +510,12 @@ def _relocate(dying, z, labels, clustering_layer, optimizer, split_cluster, gene
         return records
     with torch.no_grad():
         clustering_layer.centers.copy_(centers.to(clustering_layer.centers.device))
-    moment_rows = [index for record in records for index in (record["cluster"], record["split_from"])]
-    for moment in optimizer.state.get(clustering_layer.centers, {}).values():
-        if moment.dim() == 2:
-            moment[moment_rows] = 0.0
+    # Adam keeps one step count per parameter, all centres together: zeroing
+    # the moved rows' moments under a large step count would move them by
+    # several times the learning rate on their next steps. The centres' state
+    # starts again whole (the network's is kept): every centre then moves by
+    # about the learning rate, as at the start of the phase.
+    optimizer.state.pop(clustering_layer.centers, None)
     return records
 
 

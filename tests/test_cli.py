@@ -371,7 +371,7 @@ def test_similar_finds_the_image_itself_first(results, image_folder, tmp_path):
     assert lines[0] == "rank,path,distance,cluster" and len(lines) == 6
     ranked = [line.split(",") for line in lines[1:]]
     assert [int(rank) for rank, *_ in ranked] == [1, 2, 3, 4, 5]
-    assert ranked[0][1] == str(query) and float(ranked[0][2]) == 0
+    assert ranked[0][1] == str(query) and float(ranked[0][2]) == pytest.approx(0, abs=1e-5)
     distances = [float(distance) for _, _, distance, _ in ranked]
     assert distances == sorted(distances)
     clusters = {str(image_folder / row["path"]): row["cluster"] for row in read_csv(out / "clusters.csv")}
@@ -401,7 +401,7 @@ def test_demo_clusters_the_digits(tmp_path, capsys):
         run_here("similar", out / "model", query, "--top", "3", "--sheet", tmp_path / "sheet.png", "-q") == 0
     )
     first = capsys.readouterr().out.splitlines()[1].split(",")
-    assert first[1] == str(query) and float(first[2]) == 0
+    assert first[1] == str(query) and float(first[2]) == pytest.approx(0, abs=1e-5)
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])

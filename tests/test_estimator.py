@@ -10,6 +10,7 @@ import pytest
 import torch
 from scipy import sparse
 from sklearn.base import clone
+from sklearn.datasets import load_digits
 from sklearn.exceptions import ConvergenceWarning, NotFittedError
 from sklearn.metrics import adjusted_rand_score
 from sklearn.model_selection import GridSearchCV
@@ -284,10 +285,8 @@ def test_collapse_warns_with_sizes_and_keeps_the_last_healthy_labels(
 
         n_updates = 0
 
-        def forward(self, z):
-            log_q = super().forward(z)
-            if torch.is_grad_enabled():
-                return log_q
+        def log_assignment_of_all(self, z):
+            log_q = super().log_assignment_of_all(z)
             self.n_updates += 1
             if self.n_updates == 1:
                 return log_q
@@ -462,13 +461,13 @@ def test_any_memory_layout_gives_the_same_model(layout, dtype, quick_params, tmp
 
 def test_inference_streams_in_bounded_chunks(digits, quick_params, monkeypatch):
     """predict, predict_proba and transform work a bounded chunk at a time and match whole-array results."""
-    from skdcec import _estimator
+    from skdcec import _clustering, _estimator
 
     X = digits[0][:50]
     est = _fit(X, **quick_params)
     labels, proba, embedding = est.predict(X), est.predict_proba(X), est.transform(X)
     rows_seen = []
-    original = _estimator.log_soft_assignment
+    original = _clustering.log_soft_assignment
 
     def spy(z, centers, alpha):
         rows_seen.append(len(z))
@@ -482,8 +481,8 @@ def test_inference_streams_in_bounded_chunks(digits, quick_params, monkeypatch):
             super().__init__(X, *args)
 
     monkeypatch.setattr(_estimator, "MAX_INFERENCE_BATCH_SIZE", 7)
-    monkeypatch.setattr(_estimator, "SOFT_ASSIGNMENT_ELEMENTS", 2 * 3 * 10)
-    monkeypatch.setattr(_estimator, "log_soft_assignment", spy)
+    monkeypatch.setattr(_clustering, "ASSIGNMENT_CHUNK_ELEMENTS", 2 * 3 * 10)
+    monkeypatch.setattr(_clustering, "log_soft_assignment", spy)
     monkeypatch.setattr(_estimator, "ImageBatches", SpyBatches)
     est.set_params(batch_size=1)
     np.testing.assert_array_equal(est.predict(X), labels)
@@ -730,3 +729,55 @@ def test_spectral_init_is_reproducible_and_works_on_tabular_data(quick_params):
     np.testing.assert_array_equal(first.cluster_centers_, second.cluster_centers_)
     single = DeepConvEmbeddingClustering(1, init="spectral", random_state=0, **quick_params).fit(X)
     assert (single.labels_ == 0).all()
+
+
+@pytest.mark.parametrize(
+    "shape, dtype",
+    [((8, 8), np.float64), ((5, 13), np.float32), ((9, 7, 3), np.float64), ((12, 12, 3), np.uint8)],
+)
+def test_predictions_do_not_depend_on_how_rows_are_batched(shape, dtype, quick_params):
+    """Rows predicted alone, in subsets of many sizes, or all at once, get the same outputs."""
+    rng = np.random.default_rng(0)
+    n = 1000
+    if dtype == np.uint8:
+        X = rng.integers(0, 256, size=(n, *shape), dtype=np.uint8)
+    else:
+        X = rng.normal(size=(n, *shape)).astype(dtype)
+    est = _fit(X[:60], n_clusters=3, **dict(quick_params, pretrain_epochs=1, max_iter=2))
+    whole_labels, whole_proba, whole_embedding = est.predict(X), est.predict_proba(X), est.transform(X)
+    for n_rows in (1, 2, 3, 7, 64, 255, 256, 1000):
+        for start in sorted({0, n - n_rows, (n - n_rows) // 2}):
+            part = X[start : start + n_rows]
+            rows = slice(start, start + n_rows)
+            np.testing.assert_array_equal(est.predict(part), whole_labels[rows])
+            # scikit-learn's tolerance for subset invariance of float64 output.
+            np.testing.assert_allclose(est.predict_proba(part), whole_proba[rows], rtol=1e-7)
+            np.testing.assert_allclose(est.transform(part), whole_embedding[rows], rtol=1e-7)
+
+
+@pytest.mark.parametrize("fit_uint8", [True, False])
+def test_predicting_another_kind_of_pixels_than_fit_is_an_error(fit_uint8, quick_params):
+    """uint8 pixels for a float-fitted model (or floats for a uint8 one) are refused, not mis-scaled."""
+    images = load_digits().images[:60]
+    as_uint8 = np.rint(images * 255 / 16).astype(np.uint8)
+    as_float = images * 255 / 16
+    est = _fit(as_uint8 if fit_uint8 else as_float, **quick_params)
+    with pytest.raises(ValueError, match="uint8" if fit_uint8 else "float"):
+        est.predict(as_float if fit_uint8 else as_uint8)
+    est.predict(as_uint8 if fit_uint8 else as_float.astype(np.float32))
+
+
+def test_spectral_start_with_as_many_images_as_clusters_is_a_clear_error(quick_params):
+    """init='spectral' needs more images than clusters, and says so before training."""
+    est = DeepConvEmbeddingClustering(4, init="spectral", **quick_params)
+    with pytest.raises(ValueError, match="more images than clusters"):
+        est.fit(np.random.default_rng(0).normal(size=(4, 8, 8)))
+
+
+@pytest.mark.parametrize("augment", [["shift", ["x"]], ("rotate", 3)])
+def test_augment_names_must_be_strings(augment, quick_params):
+    """Nested or non-string augmentation names are a clear ValueError, not a TypeError."""
+    est = DeepConvEmbeddingClustering(2, augment=augment, **quick_params)
+    with pytest.raises(ValueError, match="tuple of names"):
+        est.fit(np.random.default_rng(0).normal(size=(10, 8, 8)))
+

@@ -74,11 +74,12 @@ def test_pretraining_divergence_names_learning_rate():
 
 
 def test_embed_does_not_depend_on_batch_size():
-    """Inference of the whole set equals inference in batches of one."""
+    """Inference at batch shapes of 1 and 64 agrees to float32 accuracy."""
     model, data = _setup(_blobs())
     all_at_once = embed(model, data, batch_size=64)
     one_by_one = embed(model, data, batch_size=1)
-    assert torch.equal(all_at_once, one_by_one)
+    # Different shapes may pick kernels that sum in different orders.
+    torch.testing.assert_close(all_at_once, one_by_one)
 
 
 def _centers(model, data):
@@ -120,15 +121,13 @@ class _ScriptedLayer(ClusteringLayer):
         ]
         self.n_updates = 0
 
-    def forward(self, z):
-        log_q = super().forward(z)
-        if torch.is_grad_enabled():
-            return log_q
+    def log_assignment_of_all(self, z):
+        log_q = super().log_assignment_of_all(z)
         labels = self.label_script[min(self.n_updates, len(self.label_script) - 1)]
         self.n_updates += 1
         if labels.dim() == 0:
             return log_q
-        logits = torch.full((z.shape[0], 2), -10.0)
+        logits = torch.full((z.shape[0], 2), -10.0, dtype=torch.float64)
         logits[torch.arange(z.shape[0]), labels] = 0.0
         return torch.log_softmax(logits, dim=1)
 
@@ -199,8 +198,11 @@ def test_augmented_joint_phase_takes_q_from_transformed_and_p_from_clean_images(
     train_clustering(
         model, layer, data, augmentations=frozenset({"flip"}), **_clustering_kwargs(tol=0.0, max_iter=20)
     )
-    # Target updates at 0, 10 and 20, each on all clean samples in order.
-    torch.testing.assert_close(torch.cat(inputs["target"]), torch.cat([clean] * 3))
+    # Target updates at 0, 10 and 20, each on all clean samples in order, in
+    # batches of 16 (the last one padded with blank images to that shape).
+    padded = torch.cat([clean, torch.zeros((48 - len(clean), *clean.shape[1:]))])
+    assert {tuple(x.shape) for x in inputs["target"]} == {(16, *clean.shape[1:])}
+    torch.testing.assert_close(torch.cat(inputs["target"]), torch.cat([padded] * 3))
     assert len(inputs["training"]) == 20
     for batch in inputs["training"]:
         # Every training image is a mirrored sample, none is a clean one.
@@ -330,7 +332,7 @@ def test_relocations_stop_after_n_clusters_of_them():
 
 
 def test_relocation_splits_the_widest_cluster_by_two_means():
-    """The dying centre and the widest centre move to the two halves' means; Adam forgets both rows."""
+    """The dying centre and the widest centre move to the two halves' means; other centres stay."""
     # Cluster 0 holds two groups, around x = 0 and x = 10; cluster 2 keeps one image.
     z = torch.tensor([[0, 0], [0, 0.2], [10, 0], [10, 0.2], [50, 50], [50, 50.2], [-9, 9.0]])
     labels = torch.tensor([0, 0, 0, 0, 1, 1, 2])
@@ -345,9 +347,28 @@ def test_relocation_splits_the_widest_cluster_by_two_means():
     assert sorted(moved[:, 0].tolist()) == pytest.approx([0.0, 10.0])
     torch.testing.assert_close(moved[:, 1], torch.tensor([0.1, 0.1]))
     assert torch.equal(layer.centers.detach()[1], before[1])
-    state = optimizer.state[layer.centers]
-    assert state["exp_avg"][[0, 2]].eq(0).all() and state["exp_avg"][1].ne(0).all()
-    assert state["exp_avg_sq"][[0, 2]].eq(0).all() and state["exp_avg_sq"][1].ne(0).all()
+
+
+def test_relocated_centres_move_by_at_most_the_learning_rate():
+    """After many Adam steps, a relocation's next steps move no centre by more than the learning rate."""
+    z = torch.tensor([[0, 0], [0, 0.2], [10, 0], [10, 0.2], [50, 50], [50, 50.2], [-9, 9.0]])
+    labels = torch.tensor([0, 0, 0, 0, 1, 1, 2])
+    layer = ClusteringLayer(torch.tensor([[5.0, 0.1], [50.0, 50.1], [-9.0, 9.0]]))
+    learning_rate = 1e-3
+    optimizer = torch.optim.Adam(layer.parameters(), lr=learning_rate)
+    for _ in range(200):
+        optimizer.zero_grad()
+        layer(z).sum().backward()
+        optimizer.step()
+    _training._relocate([2], z, labels, layer, optimizer, _split_in_two, _generator(), None)
+    for _ in range(3):
+        before = layer.centers.detach().clone()
+        optimizer.zero_grad()
+        layer(z).sum().backward()
+        optimizer.step()
+        # Adam's steps are bounded by the learning rate when its state is coherent
+        # (zeroed moments under a step count of 200 move by about 3 times it).
+        assert (layer.centers.detach() - before).abs().max() <= learning_rate * 1.001
 
 
 def test_clustering_divergence_names_learning_rate():
@@ -360,10 +381,40 @@ def test_clustering_divergence_names_learning_rate():
         train_clustering(model, layer, data, **_clustering_kwargs())
 
 
-def test_embedding_of_one_image_equals_its_embedding_in_a_batch():
-    """A lone image (a batch of one) embeds bit-for-bit as it does inside a batch."""
+@pytest.mark.parametrize("n_rows", [1, 2, 3, 7, 39])
+def test_embedding_of_a_row_does_not_depend_on_the_rows_embedded_with_it(n_rows):
+    """Any subset of rows, embedded at the fixed batch shape, gets the rows' embeddings in the whole set."""
     model, data = _setup(_blobs())
-    whole = embed(model, data, batch_size=64)
-    singles = torch.cat([embed(model, ImageBatches(data.X[i : i + 1], (4, 4, 1), None, None, CPU), batch_size=64)
-                         for i in range(len(data))])
-    assert torch.equal(whole, singles)
+    whole = embed(model, data, batch_size=16).double().numpy()
+    for start in range(0, len(data), n_rows):
+        part = ImageBatches(data.X[start : start + n_rows], (4, 4, 1), None, None, CPU)
+        # scikit-learn's tolerance for subset invariance of float64 output.
+        np.testing.assert_allclose(
+            embed(model, part, batch_size=16).double().numpy(), whole[start : start + n_rows], rtol=1e-7
+        )
+
+
+def test_a_final_interval_cut_short_by_max_iter_never_counts_as_convergence():
+    """No label change over the last 5 of 15 mini-batches (interval 10) is no convergence."""
+    model, data = _setup(_blobs())
+    layer = _ScriptedLayer(_centers(model, data), _flip_script([0, 20, 0]))
+    result = train_clustering(model, layer, data, **_clustering_kwargs(max_iter=15))
+    assert [r["iteration"] for r in result.history] == [0, 10, 15]
+    assert result.history[-1]["label_change_fraction"] == 0.0
+    assert not result.converged and result.n_iter == 15
+
+
+def test_no_centre_is_reseeded_at_the_final_update():
+    """A cluster found dying at max_iter keeps its trained centre: no training would follow a re-seeding."""
+    model, data = _setup(_blobs())
+    dying = np.zeros(40, dtype=int)
+    dying[1] = 1
+    layer = _ScriptedLayer(_centers(model, data), _flip_script([0, 20]) + [dying])
+    centers_before = {}
+
+    def remember(stage, record):
+        centers_before[record["iteration"]] = layer.centers.detach().clone()
+
+    result = train_clustering(model, layer, data, callback=remember, **_clustering_kwargs(tol=0.0, max_iter=20))
+    assert result.n_iter == 20 and "relocations" not in result.history[-1]
+    assert torch.equal(layer.centers.detach(), centers_before[20])
