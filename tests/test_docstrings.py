@@ -12,7 +12,7 @@ import skdcec.cli
 import skdcec.images
 import skdcec.metrics
 import skdcec.plotting
-from skdcec import DeepConvEmbeddingClustering
+from skdcec import DeepConvEmbeddingClustering, PretrainedFeatures
 
 
 def _public_functions(module):
@@ -42,8 +42,9 @@ PUBLIC_FUNCTIONS = [
     *_public_functions(skdcec.images),
     *_public_functions(skdcec.cli),
     *_public_methods(DeepConvEmbeddingClustering),
+    *_public_methods(PretrainedFeatures),
 ]
-PUBLIC_NAMES = [DeepConvEmbeddingClustering, *PUBLIC_FUNCTIONS]
+PUBLIC_NAMES = [DeepConvEmbeddingClustering, PretrainedFeatures, *PUBLIC_FUNCTIONS]
 
 
 def _documented_names(section):
@@ -78,10 +79,11 @@ def test_the_public_names_are_all_covered():
     assert set(skdcec.plotting.__all__) <= names
 
 
-def test_estimator_parameters_are_documented_in_signature_order():
+@pytest.mark.parametrize("cls", [DeepConvEmbeddingClustering, PretrainedFeatures], ids=_id)
+def test_estimator_parameters_are_documented_in_signature_order(cls):
     """The class docstring lists exactly the parameters of __init__, in the same order."""
-    documented = _documented_names(ClassDoc(DeepConvEmbeddingClustering)["Parameters"])
-    assert documented == _signature_names(DeepConvEmbeddingClustering.__init__)
+    documented = _documented_names(ClassDoc(cls)["Parameters"])
+    assert documented == _signature_names(cls.__init__)
 
 
 @pytest.mark.parametrize("function", PUBLIC_FUNCTIONS, ids=_id)
@@ -126,3 +128,15 @@ def test_fitted_attributes_are_documented(fitted_estimator):
     assert fitted, "fit set no attribute ending in '_'"
     assert fitted - documented == set(), "fitted but not documented"
     assert documented - fitted == set(), "documented but not set by fit"
+
+
+def test_fitted_attributes_of_the_feature_front_end_are_documented():
+    """PretrainedFeatures documents exactly the public attributes that fit sets."""
+    import numpy as np
+    import torch
+
+    pd = pytest.importorskip("pandas")
+    frame = pd.DataFrame(np.zeros((3, 4)), columns=["a", "b", "c", "d"])
+    fitted = PretrainedFeatures(torch.nn.Conv2d(3, 2, 3), input_size=8).fit(frame)
+    names = {name for name in vars(fitted) if name.endswith("_") and not name.startswith("_")}
+    assert names == set(_documented_names(ClassDoc(PretrainedFeatures)["Attributes"]))
