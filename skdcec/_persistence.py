@@ -14,7 +14,7 @@ import torch
 from sklearn.utils.validation import check_is_fitted
 
 from skdcec._device import resolve_device
-from skdcec._estimator import DeepConvEmbeddingClustering, _autoencoder_from_state
+from skdcec._estimator import DeepConvEmbeddingClustering, autoencoder_from_state
 
 FORMAT_NAME = "skdcec-model"
 # Bump when a change makes older versions of skdcec unable to read new files.
@@ -471,7 +471,7 @@ def _rebuild(path, manifest, tensors, device):
         if name.startswith(AUTOENCODER_PREFIX)
     }
     try:
-        autoencoder = _autoencoder_from_state(
+        autoencoder = autoencoder_from_state(
             state, image_shape, list(estimator.filters), estimator.embedding_dim, estimator.activation, device
         )
     except (RuntimeError, TypeError, ValueError) as exc:

@@ -42,7 +42,9 @@ from skdcec._persistence import (
     save,
     write_json,
 )
+from skdcec._text import shorten
 from skdcec.images import load_images
+from skdcec.metrics import clustering_scores
 
 __all__ = ["main"]
 
@@ -57,8 +59,6 @@ COLLECTION_FORMAT_VERSION = 1
 PIXEL_PCA_COMPONENTS = 50
 # Images the pixel PCA is fitted on; all images are projected.
 PIXEL_PCA_SAMPLE = 2000
-# Silhouette is quadratic in the number of images: score a fixed subsample above this.
-SILHOUETTE_SAMPLE_SIZE = 10_000
 # Plain progress lines are written at every tenth of the work.
 PROGRESS_LINES = 10
 
@@ -834,8 +834,8 @@ def _fit_every_k(images, pixel_points, settings, reporter, timings):
             embedding = estimator.transform(images)
             proba = estimator.predict_proba(images)
             labels = proba.argmax(axis=1)
-            silhouette, calinski_harabasz = _scores(embedding, labels)
-            shared_silhouette, shared_calinski_harabasz = _scores(pixel_points, labels)
+            silhouette, calinski_harabasz = clustering_scores(embedding, labels)
+            shared_silhouette, shared_calinski_harabasz = clustering_scores(pixel_points, labels)
             timings["scoring"] += time.perf_counter() - started
             record = {
                 "n_clusters": k,
@@ -963,18 +963,6 @@ def _pixel_pca(images, seed):
         ]
     )
     return points.astype(np.float64), n_components
-
-
-def _scores(points, labels):
-    """Silhouette and Calinski-Harabasz of ``labels`` at ``points``; None where undefined."""
-    from sklearn.metrics import calinski_harabasz_score, silhouette_score
-
-    n_labels = len(np.unique(labels))
-    if n_labels < 2 or n_labels >= len(labels):
-        return None, None
-    sample_size = SILHOUETTE_SAMPLE_SIZE if len(labels) > SILHOUETTE_SAMPLE_SIZE else None
-    silhouette = silhouette_score(points, labels, sample_size=sample_size, random_state=0)
-    return float(silhouette), float(calinski_harabasz_score(points, labels))
 
 
 def _relative(path, root):
@@ -1221,9 +1209,9 @@ def _read_collection(model_folder, estimator):
 def _model_loading(estimator, collection, resize):
     """How to read images for ``estimator``: its size and channels, as when it was fitted."""
     height, width, channels = estimator.image_shape_
-    if estimator._input_dtype != np.uint8:
+    if estimator.input_dtype_ != np.uint8:
         raise _UserError(
-            f"the model was fitted on {np.dtype(estimator._input_dtype).name} arrays, whose scale image "
+            f"the model was fitted on {np.dtype(estimator.input_dtype_).name} arrays, whose scale image "
             "files do not tell; the command line needs a model fitted on uint8 images, such as one "
             "written by 'skdcec cluster'."
         )
@@ -1322,7 +1310,7 @@ def _similar_command(args, reporter):
 
 def _contact_sheet(plt, query, paths, distances, labels, loading, reporter):
     """The query image followed by its nearest images, a placeholder for any that is gone."""
-    from skdcec.plotting import _displayable, _image_grid
+    from skdcec.plotting import plot_image_grid
 
     height, width = loading["size"]
     channels = 1 if loading["color"] == "gray" else 3
@@ -1347,13 +1335,11 @@ def _contact_sheet(plt, query, paths, distances, labels, loading, reporter):
         for rank, (path, distance, label) in enumerate(zip(paths, distances, labels), start=1)
     ]
     title = f"The {len(paths)} images of the collection nearest to {os.path.basename(query.filenames[0])}"
-    return _image_grid(plt, _displayable(stack), titles, 7, title)
+    return plot_image_grid(stack, titles, n_cols=7, title=title)
 
 
 def _short_name(path, length=18):
-    from skdcec.plotting import _shorten
-
-    return _shorten(os.path.basename(path), length)
+    return shorten(os.path.basename(path), length)
 
 
 # -------------------------------------------------------------------- demo
