@@ -518,7 +518,7 @@ class DeepConvEmbeddingClustering(ClassNamePrefixFeaturesOutMixin, TransformerMi
             mean, std = channel_statistics(X, n_channels)
         data = ImageBatches(X, image_shape, mean, std, device)
 
-        from skdcec import __version__
+        from skdcec._version import __version__
 
         pretrained = check_memory(self.memory).cache(
             _pretrained_autoencoder_state, ignore=["data", "parallel", "callback"]

@@ -30,14 +30,14 @@ import numpy as np
 import torch
 from sklearn.exceptions import ConvergenceWarning
 
-from skdcec import __version__
+from skdcec._version import __version__
 from skdcec._device import resolve_device
 from skdcec._estimator import DeepConvEmbeddingClustering
+from skdcec._loading import load
 from skdcec._persistence import (
     MANIFEST_FILE,
     atomic_folder,
     file_sha256,
-    load,
     read_tensor_file,
     save,
     write_json,
