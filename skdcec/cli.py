@@ -59,6 +59,8 @@ COLLECTION_FORMAT_VERSION = 1
 PIXEL_PCA_COMPONENTS = 50
 # Images the pixel PCA is fitted on; all images are projected.
 PIXEL_PCA_SAMPLE = 2000
+# The estimator's defaults, which the command's defaults are unless it says otherwise.
+ESTIMATOR_DEFAULTS = DeepConvEmbeddingClustering().get_params()
 # Plain progress lines are written at every tenth of the work.
 PROGRESS_LINES = 10
 
@@ -205,7 +207,7 @@ def _add_training_options(parser, defaults):
     group.add_argument(
         "--init",
         choices=["k-means", "spectral"],
-        default="k-means",
+        default=ESTIMATOR_DEFAULTS["init"],
         help="how the clusters start: k-means (DCEC's choice) or spectral clustering of the embeddings' "
         "nearest-neighbour graph, which keeps chains of gradually varying images whole "
         "(default: %(default)s)",
@@ -223,7 +225,7 @@ def _add_training_options(parser, defaults):
 def _add_device_option(parser):
     parser.add_argument(
         "--device",
-        default="auto",
+        default=ESTIMATOR_DEFAULTS["device"],
         help="'auto' (CUDA, then MPS, then CPU), 'cpu', 'cuda', 'cuda:1' or 'mps' (default: %(default)s)",
     )
 
@@ -286,9 +288,8 @@ def _build_parser():
         action="store_true",
         help="leave out files that cannot be read, instead of stopping",
     )
-    _add_training_options(
-        cluster, {"pretrain_epochs": "auto", "max_iter": 20000, "update_interval": 140, "batch_size": 256}
-    )
+    training = ("pretrain_epochs", "max_iter", "update_interval", "batch_size")
+    _add_training_options(cluster, {name: ESTIMATOR_DEFAULTS[name] for name in training})
     cluster.add_argument(
         "--copy-to-folders",
         action="store_true",

@@ -21,7 +21,11 @@ def _skdcec_imports(path):
 def test_no_private_name_imported_from_another_module(path):
     # A private module (``skdcec._training``) may be imported from; a private
     # name (one that starts with an underscore) may not.
-    private = [f"{module}.{name}" for module, name in _skdcec_imports(path) if name.startswith("_") and not name.endswith("__")]
+    private = [
+        f"{module}.{name}"
+        for module, name in _skdcec_imports(path)
+        if name.startswith("_") and not name.endswith("__")
+    ]
     assert not private, f"{path.name} imports private names {private}"
 
 
