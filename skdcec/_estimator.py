@@ -307,7 +307,7 @@ class DeepConvEmbeddingClustering(ClassNamePrefixFeaturesOutMixin, TransformerMi
         ``(height, width, channels)`` of the training images.
     input_dtype_ : numpy.dtype
         dtype of the training images: ``uint8`` is scaled by 1/255, any other
-        is standardised with ``input_mean_`` and ``input_std_``.
+        is standardised with ``input_mean_`` and ``input_scale_``.
     input_mean_ : ndarray of shape (channels,)
         Per-channel mean used to standardise non-``uint8`` input
         (0 for ``uint8``, which is mapped to ``[0, 1]``).
@@ -1123,7 +1123,7 @@ class DeepConvEmbeddingClustering(ClassNamePrefixFeaturesOutMixin, TransformerMi
         """The dtype of the images given to ``fit``.
 
         ``uint8`` images are scaled by 1/255; any other dtype is standardised
-        with ``input_mean_`` and ``input_std_``, whose scale image files do not
+        with ``input_mean_`` and ``input_scale_``, whose scale image files do not
         tell. Raises AttributeError before ``fit``.
 
         Returns
