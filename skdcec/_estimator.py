@@ -12,7 +12,6 @@ import torch
 from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixin, _fit_context
 from sklearn.cluster import KMeans, SpectralClustering
 from sklearn.exceptions import ConvergenceWarning
-from sklearn.metrics import silhouette_score
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.validation import check_array, check_is_fitted, check_memory, validate_data
@@ -32,6 +31,7 @@ from skdcec._device import (
     seeded_global_rng,
 )
 from skdcec._training import embed, pretrain, train_clustering
+from skdcec.metrics import clustering_scores
 
 # Inference batches hold about this many padded pixels, so that the largest
 # activation (the first convolution's output, 32 channels at a quarter of the
@@ -41,8 +41,6 @@ MAX_INFERENCE_BATCH_SIZE = 256
 # Neighbours per sample in the graph of the spectral initialisation
 # (scikit-learn's default for SpectralClustering).
 SPECTRAL_NEIGHBORS = 10
-# Silhouette is quadratic in the number of samples: score on a subsample above this.
-SILHOUETTE_SAMPLE_SIZE = 10_000
 # Bytes of input checked at a time for NaN, infinity and range.
 VALUE_CHECK_BYTES = 2**24
 # The network computes in float32: larger inputs would overflow on the way in.
@@ -162,7 +160,7 @@ def _pretrained_autoencoder_state(
     return state, history
 
 
-def _autoencoder_from_state(state, image_shape, filters, embedding_dim, activation, device):
+def autoencoder_from_state(state, image_shape, filters, embedding_dim, activation, device):
     """Rebuild a trained autoencoder from its state dict, on ``device``."""
     # Construction draws throwaway initial weights from torch's global
     # generator: fork it so that the caller's random state stays as it was.
@@ -305,6 +303,9 @@ class DeepConvEmbeddingClustering(ClassNamePrefixFeaturesOutMixin, TransformerMi
         Mini-batches of joint training run.
     image_shape_ : tuple of int
         ``(height, width, channels)`` of the training images.
+    input_dtype_ : numpy.dtype
+        dtype of the training images: ``uint8`` is scaled by 1/255, any other
+        is standardised with ``input_mean_`` and ``input_scale_``.
     input_mean_ : ndarray of shape (channels,)
         Per-channel mean used to standardise non-``uint8`` input
         (0 for ``uint8``, which is mapped to ``[0, 1]``).
@@ -521,7 +522,7 @@ class DeepConvEmbeddingClustering(ClassNamePrefixFeaturesOutMixin, TransformerMi
             mean, std = channel_statistics(X, n_channels)
         data = ImageBatches(X, image_shape, mean, std, device)
 
-        from skdcec import __version__
+        from skdcec._version import __version__
 
         pretrained = check_memory(self.memory).cache(
             _pretrained_autoencoder_state, ignore=["data", "parallel", "callback"]
@@ -549,7 +550,7 @@ class DeepConvEmbeddingClustering(ClassNamePrefixFeaturesOutMixin, TransformerMi
             state, pretrain_history = pretrained(
                 *cache_key, data=data, parallel=parallel, callback=report
             )
-        autoencoder = _autoencoder_from_state(
+        autoencoder = autoencoder_from_state(
             state, image_shape, filters, self.embedding_dim, self.activation, device
         )
 
@@ -1108,12 +1109,8 @@ class DeepConvEmbeddingClustering(ClassNamePrefixFeaturesOutMixin, TransformerMi
         X, _, _ = self._validate_images(X)
         z = self._embed(X)
         labels = self._log_proba(z).argmax(dim=1).cpu().numpy()
-        n_labels = len(np.unique(labels))
-        if n_labels < 2 or n_labels >= len(labels):
-            return 0.0
-        embeddings = z.cpu().numpy().astype(np.float64)
-        sample_size = SILHOUETTE_SAMPLE_SIZE if len(labels) > SILHOUETTE_SAMPLE_SIZE else None
-        return float(silhouette_score(embeddings, labels, sample_size=sample_size, random_state=0))
+        silhouette, _ = clustering_scores(z.cpu().numpy().astype(np.float64), labels)
+        return 0.0 if silhouette is None else silhouette
 
     def save(self, path):
         """Save the fitted model to the folder ``path`` in a format that runs no code.
@@ -1159,6 +1156,21 @@ class DeepConvEmbeddingClustering(ClassNamePrefixFeaturesOutMixin, TransformerMi
         return self
 
     @property
+    def input_dtype_(self):
+        """The dtype of the images given to ``fit``.
+
+        ``uint8`` images are scaled by 1/255; any other dtype is standardised
+        with ``input_mean_`` and ``input_scale_``, whose scale image files do not
+        tell. Raises AttributeError before ``fit``.
+
+        Returns
+        -------
+        dtype : numpy.dtype
+            The dtype of the training images.
+        """
+        return np.dtype(self._input_dtype)
+
+    @property
     def _n_features_out(self):
         return self.embedding_dim
 
@@ -1184,7 +1196,7 @@ class DeepConvEmbeddingClustering(ClassNamePrefixFeaturesOutMixin, TransformerMi
                     resolve_device(device)
                 except ValueError:
                     device = torch.device("cpu")
-            self.autoencoder_ = _autoencoder_from_state(
+            self.autoencoder_ = autoencoder_from_state(
                 weights, self.image_shape_, list(self.filters), self.embedding_dim, self.activation, device
             ).eval()
 

@@ -30,19 +30,21 @@ import numpy as np
 import torch
 from sklearn.exceptions import ConvergenceWarning
 
-from skdcec import __version__
+from skdcec._version import __version__
 from skdcec._device import resolve_device
 from skdcec._estimator import DeepConvEmbeddingClustering
+from skdcec._loading import load
 from skdcec._persistence import (
     MANIFEST_FILE,
     atomic_folder,
     file_sha256,
-    load,
     read_tensor_file,
     save,
     write_json,
 )
+from skdcec._text import shorten
 from skdcec.images import load_images
+from skdcec.metrics import clustering_scores
 
 __all__ = ["main"]
 
@@ -57,8 +59,8 @@ COLLECTION_FORMAT_VERSION = 1
 PIXEL_PCA_COMPONENTS = 50
 # Images the pixel PCA is fitted on; all images are projected.
 PIXEL_PCA_SAMPLE = 2000
-# Silhouette is quadratic in the number of images: score a fixed subsample above this.
-SILHOUETTE_SAMPLE_SIZE = 10_000
+# The estimator's defaults, which the command's defaults are unless it says otherwise.
+ESTIMATOR_DEFAULTS = DeepConvEmbeddingClustering().get_params()
 # Plain progress lines are written at every tenth of the work.
 PROGRESS_LINES = 10
 
@@ -205,7 +207,7 @@ def _add_training_options(parser, defaults):
     group.add_argument(
         "--init",
         choices=["k-means", "spectral"],
-        default="k-means",
+        default=ESTIMATOR_DEFAULTS["init"],
         help="how the clusters start: k-means (DCEC's choice) or spectral clustering of the embeddings' "
         "nearest-neighbour graph, which keeps chains of gradually varying images whole "
         "(default: %(default)s)",
@@ -223,7 +225,7 @@ def _add_training_options(parser, defaults):
 def _add_device_option(parser):
     parser.add_argument(
         "--device",
-        default="auto",
+        default=ESTIMATOR_DEFAULTS["device"],
         help="'auto' (CUDA, then MPS, then CPU), 'cpu', 'cuda', 'cuda:1' or 'mps' (default: %(default)s)",
     )
 
@@ -286,9 +288,8 @@ def _build_parser():
         action="store_true",
         help="leave out files that cannot be read, instead of stopping",
     )
-    _add_training_options(
-        cluster, {"pretrain_epochs": "auto", "max_iter": 20000, "update_interval": 140, "batch_size": 256}
-    )
+    training = ("pretrain_epochs", "max_iter", "update_interval", "batch_size")
+    _add_training_options(cluster, {name: ESTIMATOR_DEFAULTS[name] for name in training})
     cluster.add_argument(
         "--copy-to-folders",
         action="store_true",
@@ -834,8 +835,8 @@ def _fit_every_k(images, pixel_points, settings, reporter, timings):
             embedding = estimator.transform(images)
             proba = estimator.predict_proba(images)
             labels = proba.argmax(axis=1)
-            silhouette, calinski_harabasz = _scores(embedding, labels)
-            shared_silhouette, shared_calinski_harabasz = _scores(pixel_points, labels)
+            silhouette, calinski_harabasz = clustering_scores(embedding, labels)
+            shared_silhouette, shared_calinski_harabasz = clustering_scores(pixel_points, labels)
             timings["scoring"] += time.perf_counter() - started
             record = {
                 "n_clusters": k,
@@ -963,18 +964,6 @@ def _pixel_pca(images, seed):
         ]
     )
     return points.astype(np.float64), n_components
-
-
-def _scores(points, labels):
-    """Silhouette and Calinski-Harabasz of ``labels`` at ``points``; None where undefined."""
-    from sklearn.metrics import calinski_harabasz_score, silhouette_score
-
-    n_labels = len(np.unique(labels))
-    if n_labels < 2 or n_labels >= len(labels):
-        return None, None
-    sample_size = SILHOUETTE_SAMPLE_SIZE if len(labels) > SILHOUETTE_SAMPLE_SIZE else None
-    silhouette = silhouette_score(points, labels, sample_size=sample_size, random_state=0)
-    return float(silhouette), float(calinski_harabasz_score(points, labels))
 
 
 def _relative(path, root):
@@ -1221,9 +1210,9 @@ def _read_collection(model_folder, estimator):
 def _model_loading(estimator, collection, resize):
     """How to read images for ``estimator``: its size and channels, as when it was fitted."""
     height, width, channels = estimator.image_shape_
-    if estimator._input_dtype != np.uint8:
+    if estimator.input_dtype_ != np.uint8:
         raise _UserError(
-            f"the model was fitted on {np.dtype(estimator._input_dtype).name} arrays, whose scale image "
+            f"the model was fitted on {np.dtype(estimator.input_dtype_).name} arrays, whose scale image "
             "files do not tell; the command line needs a model fitted on uint8 images, such as one "
             "written by 'skdcec cluster'."
         )
@@ -1322,7 +1311,7 @@ def _similar_command(args, reporter):
 
 def _contact_sheet(plt, query, paths, distances, labels, loading, reporter):
     """The query image followed by its nearest images, a placeholder for any that is gone."""
-    from skdcec.plotting import _displayable, _image_grid
+    from skdcec.plotting import plot_image_grid
 
     height, width = loading["size"]
     channels = 1 if loading["color"] == "gray" else 3
@@ -1347,13 +1336,11 @@ def _contact_sheet(plt, query, paths, distances, labels, loading, reporter):
         for rank, (path, distance, label) in enumerate(zip(paths, distances, labels), start=1)
     ]
     title = f"The {len(paths)} images of the collection nearest to {os.path.basename(query.filenames[0])}"
-    return _image_grid(plt, _displayable(stack), titles, 7, title)
+    return plot_image_grid(stack, titles, n_cols=7, title=title)
 
 
 def _short_name(path, length=18):
-    from skdcec.plotting import _shorten
-
-    return _shorten(os.path.basename(path), length)
+    return shorten(os.path.basename(path), length)
 
 
 # -------------------------------------------------------------------- demo

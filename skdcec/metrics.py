@@ -2,8 +2,52 @@
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
-from sklearn.metrics import calinski_harabasz_score, confusion_matrix
+from sklearn.metrics import calinski_harabasz_score, confusion_matrix, silhouette_score
 from sklearn.utils.validation import check_consistent_length, column_or_1d
+
+# The silhouette is quadratic in the number of points: above this many it is
+# estimated on a fixed random sample of them.
+SILHOUETTE_SAMPLE_SIZE = 10_000
+
+
+def clustering_scores(points, labels):
+    """Silhouette and Calinski-Harabasz index of ``labels`` at ``points``.
+
+    Both are undefined when fewer than two clusters, or as many clusters as
+    points, are present; both are then None. Above
+    ``SILHOUETTE_SAMPLE_SIZE`` points the silhouette is estimated on a fixed
+    random sample of that size.
+
+    Parameters
+    ----------
+    points : array-like of shape (n_samples, n_features)
+        Coordinates of the points, such as an embedding.
+    labels : array-like of shape (n_samples,)
+        Cluster of every point.
+
+    Returns
+    -------
+    silhouette : float or None
+        Mean silhouette coefficient in ``[-1, 1]``, higher is better.
+    calinski_harabasz : float or None
+        Ratio of between- to within-cluster dispersion, higher is better.
+
+    Examples
+    --------
+    >>> from skdcec.metrics import clustering_scores
+    >>> silhouette, calinski_harabasz = clustering_scores([[0.0], [0.1], [5.0], [5.1]], [0, 0, 1, 1])
+    >>> round(silhouette, 2)
+    0.98
+    >>> clustering_scores([[0.0], [1.0]], [0, 0])
+    (None, None)
+    """
+    labels = np.asarray(labels)
+    n_labels = len(np.unique(labels))
+    if n_labels < 2 or n_labels >= len(labels):
+        return None, None
+    sample_size = SILHOUETTE_SAMPLE_SIZE if len(labels) > SILHOUETTE_SAMPLE_SIZE else None
+    silhouette = silhouette_score(points, labels, sample_size=sample_size, random_state=0)
+    return float(silhouette), float(calinski_harabasz_score(points, labels))
 
 
 def cluster_accuracy(labels_true, labels_pred):
@@ -110,9 +154,5 @@ def embedding_calinski_harabasz_score(estimator, X, y=None):
     >>> embedding_calinski_harabasz_score(est, X) >= 0
     True
     """
-    embedding = estimator.transform(X)
-    labels = estimator.predict(X)
-    n_labels = len(np.unique(labels))
-    if n_labels < 2 or n_labels >= len(labels):
-        return 0.0
-    return float(calinski_harabasz_score(embedding, labels))
+    _, calinski_harabasz = clustering_scores(estimator.transform(X), estimator.predict(X))
+    return 0.0 if calinski_harabasz is None else calinski_harabasz

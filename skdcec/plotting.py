@@ -12,9 +12,12 @@ import os
 import numpy as np
 from sklearn.utils.validation import check_is_fitted
 
+from skdcec._text import shorten
+
 __all__ = [
     "plot_cluster_montage",
     "plot_embedding",
+    "plot_image_grid",
     "plot_k_selection",
     "plot_prototypes",
     "plot_training_history",
@@ -107,12 +110,41 @@ def _imshow_options(image):
     }
 
 
-def _shorten(text, length=18):
-    """``text`` cut in the middle to at most ``length`` characters."""
-    if len(text) <= length:
-        return text
-    keep = length - 1
-    return text[: keep - keep // 2] + "\u2026" + text[-(keep // 2) :]
+def plot_image_grid(images, titles=None, *, n_cols=7, title=""):
+    """Images in a grid, each with a small title, under one figure title.
+
+    Parameters
+    ----------
+    images : array-like of shape (n_images, height, width, channels)
+        Pixels: ``uint8``, or floats in ``[0, 1]`` (other floats are stretched
+        jointly to ``[0, 1]``); 1, 3 or 4 channels.
+    titles : list of str, optional
+        A title per image, lines separated by ``"\\n"``; none by default.
+    n_cols : int, default=7
+        Images per row.
+    title : str, default=""
+        Title of the figure.
+
+    Returns
+    -------
+    fig : matplotlib.figure.Figure
+        The grid.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skdcec.plotting import plot_image_grid
+    >>> fig = plot_image_grid(np.zeros((3, 8, 8, 1), dtype=np.uint8), ["a", "b", "c"], title="Zeros")
+    >>> len(fig.axes)
+    3
+    """
+    images = np.asarray(images)
+    if images.ndim != 4:
+        raise ValueError(
+            f"images has shape {images.shape}; pass an array of shape (n_images, height, width, channels)."
+        )
+    titles = [""] * len(images) if titles is None else list(titles)
+    return _image_grid(_pyplot(), _displayable(images), titles, n_cols, title)
 
 
 def _image_grid(plt, images, titles, n_cols, title):
@@ -236,7 +268,7 @@ def plot_cluster_montage(
     typical = members[np.argsort(distances[members, cluster], kind="stable")][:n_images]
     titles = [""] * len(typical)
     if filenames is not None:
-        titles = [_shorten(os.path.basename(str(filenames[i]))) for i in typical]
+        titles = [shorten(os.path.basename(str(filenames[i]))) for i in typical]
     noun = "image" if len(members) == 1 else "images"
     title = f"Cluster {cluster}: {len(members)} {noun}, the {len(typical)} nearest to its centre"
     return _image_grid(plt, _displayable(stack[typical]), titles, n_cols, title)

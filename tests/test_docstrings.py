@@ -124,6 +124,12 @@ def fitted_estimator():
 def test_fitted_attributes_are_documented(fitted_estimator):
     """The Attributes section lists exactly the public attributes that fit sets."""
     fitted = {name for name in vars(fitted_estimator) if name.endswith("_") and not name.startswith("_")}
+    # Read-only views of the fitted state, such as input_dtype_, count too.
+    fitted |= {
+        name
+        for name, value in vars(DeepConvEmbeddingClustering).items()
+        if isinstance(value, property) and name.endswith("_") and not name.startswith("_")
+    }
     documented = set(_documented_names(ClassDoc(DeepConvEmbeddingClustering)["Attributes"]))
     assert fitted, "fit set no attribute ending in '_'"
     assert fitted - documented == set(), "fitted but not documented"

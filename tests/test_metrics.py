@@ -4,8 +4,13 @@ import numpy as np
 import pytest
 from sklearn.model_selection import GridSearchCV
 
-from skdcec import DeepConvEmbeddingClustering
-from skdcec.metrics import cluster_accuracy, embedding_calinski_harabasz_score, embedding_silhouette_score
+from skdcec import DeepConvEmbeddingClustering, metrics
+from skdcec.metrics import (
+    cluster_accuracy,
+    clustering_scores,
+    embedding_calinski_harabasz_score,
+    embedding_silhouette_score,
+)
 
 
 def test_accuracy_is_invariant_to_relabelling():
@@ -42,3 +47,25 @@ def test_scorers_drive_a_search(digits, quick_params):
     best = search.best_estimator_
     assert embedding_silhouette_score(best, X) == pytest.approx(best.score(X))
     assert embedding_calinski_harabasz_score(best, X) > 0
+
+
+def test_clustering_scores_are_none_where_undefined():
+    """One cluster, or one cluster per point, has no silhouette and no Calinski-Harabasz."""
+    points = np.array([[0.0], [0.1], [5.0], [5.1]])
+    assert clustering_scores(points, [0, 0, 0, 0]) == (None, None)
+    assert clustering_scores(points, [0, 1, 2, 3]) == (None, None)
+    silhouette, calinski_harabasz = clustering_scores(points, [0, 0, 1, 1])
+    assert 0.9 < silhouette <= 1.0
+    assert calinski_harabasz > 100
+
+
+def test_clustering_scores_sample_the_silhouette_above_the_limit(monkeypatch):
+    """Above SILHOUETTE_SAMPLE_SIZE points the silhouette is estimated on a fixed sample."""
+    rng = np.random.default_rng(0)
+    points = rng.normal(size=(60, 2))
+    labels = np.arange(60) % 3
+    exact, _ = clustering_scores(points, labels)
+    monkeypatch.setattr(metrics, "SILHOUETTE_SAMPLE_SIZE", 20)
+    sampled, _ = clustering_scores(points, labels)
+    assert sampled != exact
+    assert clustering_scores(points, labels)[0] == sampled  # the same fixed sample every time

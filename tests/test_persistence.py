@@ -382,3 +382,10 @@ def test_overwriting_a_link_replaces_the_link_not_its_target(fitted, digits_X, t
     assert not link.is_symlink() and load(link).n_clusters == fitted.n_clusters
     assert {name: (target / name).read_bytes() for name in os.listdir(target)} == before
     assert sorted(os.listdir(tmp_path)) == ["elsewhere", "model"]
+
+
+def test_input_dtype_is_public_and_survives_the_round_trip(fitted, saved):
+    """input_dtype_ decides the scaling; a loaded model keeps it."""
+    assert fitted.input_dtype_ == fitted._input_dtype
+    assert load(saved).input_dtype_ == fitted.input_dtype_
+    assert not hasattr(DeepConvEmbeddingClustering(), "input_dtype_")

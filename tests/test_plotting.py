@@ -240,3 +240,20 @@ def test_missing_matplotlib_names_the_extra(fitted, monkeypatch):
     monkeypatch.setitem(sys.modules, "matplotlib.pyplot", None)
     with pytest.raises(ImportError, match=r'pip install "skdcec\[plot\]"'):
         plotting.plot_prototypes(fitted)
+
+
+def test_image_grid_draws_every_image_with_its_title():
+    """Any images, uint8 or float, in a grid with one title each."""
+    images = np.zeros((5, 8, 8, 3), dtype=np.uint8)
+    fig = plotting.plot_image_grid(images, ["a", "b", "c", "d", "e"], n_cols=2, title="Grid")
+    assert [ax.get_title() for ax in fig.axes] == ["a", "b", "c", "d", "e"]
+    assert fig._suptitle.get_text() == "Grid"
+    plt.close(fig)
+    fig = plotting.plot_image_grid(np.full((2, 4, 4, 1), 0.5))
+    assert len(fig.axes) == 2
+    plt.close(fig)
+
+
+def test_image_grid_refuses_images_without_channels():
+    with pytest.raises(ValueError, match="height, width, channels"):
+        plotting.plot_image_grid(np.zeros((2, 8, 8)))
