@@ -193,3 +193,31 @@ def test_a_module_factory_is_built_the_same_at_every_fit():
 class _RandomCnn(torch.nn.Sequential):
     def __init__(self):
         super().__init__(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU())
+
+
+class _CountedBackbone(torch.nn.Module):
+    """Counts how many times a fit builds it."""
+
+    builds = 0
+
+    def __init__(self):
+        super().__init__()
+        type(self).builds += 1
+
+    def forward(self, x):
+        return x.mean(dim=(2, 3))
+
+
+def test_a_search_over_k_computes_the_features_once_per_fold(tmp_path):
+    """With the pipeline's memory, GridSearchCV over n_clusters fits the front end once per fold."""
+    from sklearn.model_selection import GridSearchCV
+
+    X = np.random.default_rng(6).integers(0, 256, (30, 8, 8, 3), dtype=np.uint8)
+    pipeline = Pipeline(
+        [("features", PretrainedFeatures(_CountedBackbone, input_size=8)), ("kmeans", KMeans(n_init=2))],
+        memory=str(tmp_path),
+    )
+    _CountedBackbone.builds = 0
+    GridSearchCV(pipeline, {"kmeans__n_clusters": [2, 3, 4]}, cv=2).fit(X)
+    # One fit per fold (the other k reuse it) and one for the final refit on all of X.
+    assert _CountedBackbone.builds == 3
