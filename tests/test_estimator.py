@@ -569,13 +569,13 @@ def test_a_cache_filled_by_another_version_of_skdcec_misses(
     digits, quick_params, tmp_path, pretrainings, monkeypatch
 ):
     """memory= reuses a pretraining of this version only: another may build or train the model differently."""
-    import skdcec
+    from skdcec import _version
 
     X = digits[0][:60]
     _fit(X, n_clusters=3, memory=str(tmp_path), **quick_params)
     _fit(X, n_clusters=4, memory=str(tmp_path), **quick_params)
     assert len(pretrainings) == 1
-    monkeypatch.setattr(skdcec, "__version__", "0.0.1")
+    monkeypatch.setattr(_version, "__version__", "0.0.1")
     _fit(X, n_clusters=3, memory=str(tmp_path), **quick_params)
     assert len(pretrainings) == 2
 
