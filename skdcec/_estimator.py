@@ -915,8 +915,9 @@ class DeepConvEmbeddingClustering(ClassNamePrefixFeaturesOutMixin, TransformerMi
 
     def _log_proba(self, z):
         """Float64 log soft assignment of embeddings ``z`` to the fitted centres."""
-        centers = torch.as_tensor(self.cluster_centers_, device=z.device)
-        return log_soft_assignment_in_chunks(z, centers, self.alpha)
+        # Built on the CPU: MPS has no float64, and the chunked assignment
+        # moves the centres to z's device in the widest dtype it has.
+        return log_soft_assignment_in_chunks(z, torch.as_tensor(self.cluster_centers_), self.alpha)
 
     def predict(self, X):
         """Cluster of each image: the most probable centre under ``q``.
