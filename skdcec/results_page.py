@@ -44,7 +44,8 @@ a.skip{position:absolute;left:-999px}a.skip:focus{left:1rem;top:.5rem;background
 nav.k a{margin-right:.8rem}nav.k a[aria-current]{font-weight:bold}
 .toc{columns:14rem}.sw{display:inline-block;width:.9em;height:.9em;border-radius:2px;
 margin-right:.35em;vertical-align:-.1em;background:var(--c)}
-h2{border-top:1px solid #8886;padding-top:.6rem;margin-top:2rem}h2 small{font-weight:normal}
+h2{margin-top:2rem}h2 small{font-weight:normal}section.cluster{border-top:1px solid #8886;margin-top:1.5rem;
+padding-top:.6rem}section.cluster h2{margin:0}
 .head{display:flex;gap:1rem;align-items:flex-end}
 .proto{width:var(--t);height:var(--t);object-fit:contain;image-rendering:pixelated;
 border:2px solid var(--c)}
@@ -52,7 +53,7 @@ border:2px solid var(--c)}
 .grid a{display:block;text-decoration:none;color:inherit;font-size:11px;width:var(--t)}
 .grid img{display:block;width:var(--t);height:var(--t);object-fit:contain;background:#8882}
 body:has(#names:checked) .grid a::after{content:attr(title);display:block;overflow-wrap:anywhere}
-svg{max-width:min(100%,900px);height:auto;border:1px solid #8886}
+svg{max-width:min(100%,720px);height:auto;border:1px solid #8886}
 svg.chart{max-width:420px}table{border-collapse:collapse}td,th{padding:.1rem .6rem;text-align:left;
 vertical-align:top;border-bottom:1px solid #8883}dl{margin:.2rem 0}dt{font-weight:bold}dd{margin-left:1.2rem}
 """
@@ -463,8 +464,8 @@ class _Page:
         for i in sorted(cells.values()):
             x, y = xy[i]
             thumbs.append(
-                f'<a href="{self.links[i]}"><image href="{_thumbnail_name(i)}" x="{x - 30}" y="{y - 30}" '
-                f'width="60" height="60"><title>{_e(self.names[i])}</title></image></a>'
+                f'<a href="{self.links[i]}"><image href="{_thumbnail_name(i)}" x="{x - 24}" y="{y - 24}" '
+                f'width="48" height="48"><title>{_e(self.names[i])}</title></image></a>'
             )
         return (
             '<figure><svg viewBox="0 0 1000 1000" role="group" aria-labelledby="map-caption" '
