@@ -12,6 +12,7 @@ import skdcec.cli
 import skdcec.images
 import skdcec.metrics
 import skdcec.plotting
+import skdcec.results_page
 from skdcec import DeepConvEmbeddingClustering, PretrainedFeatures
 
 
@@ -40,6 +41,7 @@ PUBLIC_FUNCTIONS = [
     *_public_functions(skdcec.metrics),
     *_public_functions(skdcec.plotting),
     *_public_functions(skdcec.images),
+    *_public_functions(skdcec.results_page),
     *_public_functions(skdcec.cli),
     *_public_methods(DeepConvEmbeddingClustering),
     *_public_methods(PretrainedFeatures),
@@ -77,6 +79,7 @@ def test_the_public_names_are_all_covered():
     methods = ("fit", "predict", "transform", "save")
     assert {f"DeepConvEmbeddingClustering.{method}" for method in methods} <= names
     assert set(skdcec.plotting.__all__) <= names
+    assert set(skdcec.results_page.__all__) <= names
 
 
 @pytest.mark.parametrize("cls", [DeepConvEmbeddingClustering, PretrainedFeatures], ids=_id)
