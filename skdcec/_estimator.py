@@ -210,6 +210,10 @@ class DeepConvEmbeddingClustering(ClassNamePrefixFeaturesOutMixin, TransformerMi
     embeddings to the centres and ``P`` its sharpened target (Guo et al.,
     2017; applied to paintings by Castellano & Vessio, 2020).
 
+    Rows of numbers with no image layout, such as the pooled features of
+    :class:`~skdcec.PretrainedFeatures`, get a dense autoencoder instead, as
+    in DEC and DELIUS (see ``autoencoder``).
+
     Parameters
     ----------
     n_clusters : int, default=8
