@@ -184,7 +184,7 @@ def test_max_iter_reached_warns(digits, quick_params):
     """Stopping at max_iter without meeting tol is a ConvergenceWarning."""
     params = dict(quick_params, max_iter=5, tol=0.0)
     with pytest.warns(ConvergenceWarning, match="max_iter=5"):
-        DeepConvEmbeddingClustering(3, random_state=0, **params).fit(digits[0][:100])
+        DeepConvEmbeddingClustering(3, random_state=0, **params).fit(digits[0][:100].reshape(-1, 8, 8))
 
 
 def test_empty_clusters_warn_with_sizes(quick_params):
