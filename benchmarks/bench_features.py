@@ -161,9 +161,13 @@ def run(name, X, y, side, args):
 def markdown(name, entry):
     runs = entry["runs"]
     seeds = len(runs)
+    seconds = entry["extraction_seconds"]
+    extraction = "from the cache"
+    if seconds is not None:
+        extraction = f"{seconds:.0f} s, {entry['images_per_second']:.1f} images/s"
     lines = [
         f"\n### {name} (n={entry['n_samples']}, k={entry['n_clusters']}, {seeds} seeds; features "
-        f"{entry['extraction_seconds'] and round(entry['extraction_seconds'])} s)\n",
+        f"{extraction})\n",
         "| method | NMI per seed | NMI | ACC | ARI | time (s) |",
         "|---|---|---|---|---|---|",
     ]
@@ -190,8 +194,8 @@ def main():
     parser.add_argument("--backbone", default="efficientnet-lite0", choices=list(SIDES))
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--dense", nargs="*", default=[], metavar="NAME=VALUE", help="dense DCEC's parameters")
-    parser.add_argument("--conv", nargs="*", default=[], metavar="NAME=VALUE", help="conv DCEC's parameters")
+    parser.add_argument("--dense", nargs="*", default=[], metavar="NAME=VALUE", help="dense DCEC parameters")
+    parser.add_argument("--conv", nargs="*", default=[], metavar="NAME=VALUE", help="conv DCEC parameters")
     parser.add_argument("--cache", help="keep the extracted features in this folder")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
