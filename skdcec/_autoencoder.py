@@ -1,4 +1,4 @@
-"""The convolutional autoencoder of DCEC (Guo et al., 2017)."""
+"""The autoencoders: DCEC's convolutional one (Guo et al., 2017) and DEC's dense one for vectors."""
 
 import math
 
@@ -119,6 +119,100 @@ class ConvAutoencoder(nn.Module):
         ----------
         x : torch.Tensor of shape (batch, channels, height, width)
             Images.
+
+        Returns
+        -------
+        embedding : torch.Tensor of shape (batch, embedding_dim)
+        reconstruction : torch.Tensor of shape (batch, channels, height, width)
+        """
+        z = self.encode(x)
+        return z, self.decode(z)
+
+
+class DenseAutoencoder(nn.Module):
+    """Fully connected autoencoder for vectors, as in DEC and DELIUS.
+
+    The encoder is ``d -> h0 -> h1 -> ... -> embedding``, the activation
+    after every hidden layer and a *linear* embedding; the decoder mirrors it
+    with a linear output. DEC (Xie et al., 2016) and DELIUS (Castellano &
+    Vessio, 2022, on pretrained CNN features of paintings) use hidden widths
+    ``(500, 500, 2000)``.
+
+    It takes the tensors the data pipeline delivers for rows of ``d`` values,
+    single-channel ``1 x d`` images of shape ``(batch, 1, 1, d)``, flattens
+    them and reconstructs the same shape, so that one set of training loops
+    serves both autoencoders.
+
+    Parameters
+    ----------
+    image_shape : tuple of int
+        ``(height, width, channels)`` of the batches' images; the vectors have
+        ``height * width * channels`` values (``(1, d, 1)`` for rows of ``d``).
+    hidden_layers : tuple of int, default=(500, 500, 2000)
+        Widths of the encoder's hidden layers; the decoder mirrors them.
+    embedding_dim : int, default=10
+        Size of the embedding.
+    activation : {"relu", "elu", "leaky_relu"}, default="relu"
+        Non-linearity after every hidden layer.
+    """
+
+    def __init__(self, image_shape, hidden_layers=(500, 500, 2000), embedding_dim=10, activation="relu"):
+        super().__init__()
+        height, width, channels = image_shape
+        self.image_shape = (int(height), int(width), int(channels))
+        act = ACTIVATIONS[activation]
+        widths = [math.prod(self.image_shape), *hidden_layers]
+
+        encoder = [nn.Flatten()]
+        for n_in, n_out in zip(widths[:-1], widths[1:]):
+            encoder += [nn.Linear(n_in, n_out), act()]
+        encoder.append(nn.Linear(widths[-1], embedding_dim))
+        self.encoder = nn.Sequential(*encoder)
+
+        decoder = []
+        for n_in, n_out in zip([embedding_dim, *reversed(widths[2:])], reversed(widths[1:])):
+            decoder += [nn.Linear(n_in, n_out), act()]
+        decoder += [
+            nn.Linear(widths[1] if len(widths) > 1 else embedding_dim, widths[0]),
+            nn.Unflatten(1, (self.image_shape[2], self.image_shape[0], self.image_shape[1])),
+        ]
+        self.decoder = nn.Sequential(*decoder)
+
+    def encode(self, x):
+        """Embed a batch of vectors.
+
+        Parameters
+        ----------
+        x : torch.Tensor of shape (batch, channels, height, width)
+            Vectors laid out as images.
+
+        Returns
+        -------
+        torch.Tensor of shape (batch, embedding_dim)
+        """
+        return self.encoder(x)
+
+    def decode(self, z):
+        """Decode embeddings to vectors laid out as the input.
+
+        Parameters
+        ----------
+        z : torch.Tensor of shape (batch, embedding_dim)
+            Embeddings.
+
+        Returns
+        -------
+        torch.Tensor of shape (batch, channels, height, width)
+        """
+        return self.decoder(z)
+
+    def forward(self, x):
+        """Embed and reconstruct a batch.
+
+        Parameters
+        ----------
+        x : torch.Tensor of shape (batch, channels, height, width)
+            Vectors laid out as images.
 
         Returns
         -------

@@ -17,7 +17,7 @@ from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.validation import check_array, check_is_fitted, check_memory, validate_data
 
 from skdcec._augmentation import AUGMENTATIONS, resolve_augmentations
-from skdcec._autoencoder import ACTIVATIONS, ConvAutoencoder
+from skdcec._autoencoder import ACTIVATIONS, ConvAutoencoder, DenseAutoencoder
 from skdcec._clustering import ClusteringLayer, log_soft_assignment_in_chunks
 from skdcec._dask import pretraining_lock
 from skdcec._data import ImageBatches, channel_statistics
@@ -106,12 +106,21 @@ def _check_values(X):
             )
 
 
+def build_autoencoder(network, image_shape, filters, hidden_layers, embedding_dim, activation):
+    """A fresh ``"conv"`` (:class:`ConvAutoencoder`) or ``"dense"`` (:class:`DenseAutoencoder`) network."""
+    if network == "dense":
+        return DenseAutoencoder(image_shape, hidden_layers, embedding_dim, activation)
+    return ConvAutoencoder(image_shape, filters, embedding_dim, activation)
+
+
 def _pretrained_autoencoder_state(
     X,
     image_shape,
     mean,
     std,
+    network,
     filters,
+    hidden_layers,
     embedding_dim,
     activation,
     epochs,
@@ -141,7 +150,9 @@ def _pretrained_autoencoder_state(
     """
     device = torch.device(device)
     with seeded_global_rng(seed, device):
-        autoencoder = place_module(ConvAutoencoder(image_shape, filters, embedding_dim, activation), device)
+        autoencoder = place_module(
+            build_autoencoder(network, image_shape, filters, hidden_layers, embedding_dim, activation), device
+        )
     history = pretrain(
         torch.compile(autoencoder) if compile else autoencoder,
         data,
@@ -160,12 +171,22 @@ def _pretrained_autoencoder_state(
     return state, history
 
 
-def autoencoder_from_state(state, image_shape, filters, embedding_dim, activation, device):
-    """Rebuild a trained autoencoder from its state dict, on ``device``."""
+def autoencoder_from_state(state, image_shape, filters, embedding_dim, activation, device, hidden_layers):
+    """Rebuild a trained autoencoder from its state dict, on ``device``.
+
+    The state says which network it holds (the first weight of a dense
+    autoencoder is a matrix, that of a convolutional one a stack of kernels),
+    so a model comes back with the network it was fitted with, whatever
+    ``autoencoder="auto"`` picked; the other arguments give its sizes.
+    """
+    first = next(tensor for name, tensor in state.items() if name.endswith(".weight"))
+    network = "dense" if first.ndim == 2 else "conv"
     # Construction draws throwaway initial weights from torch's global
     # generator: fork it so that the caller's random state stays as it was.
     with seeded_global_rng(0, torch.device("cpu")):
-        autoencoder = ConvAutoencoder(image_shape, filters, embedding_dim, activation)
+        autoencoder = build_autoencoder(
+            network, image_shape, filters, hidden_layers, embedding_dim, activation
+        )
     autoencoder.load_state_dict(state)
     return place_module(autoencoder, device)
 
@@ -189,6 +210,10 @@ class DeepConvEmbeddingClustering(ClassNamePrefixFeaturesOutMixin, TransformerMi
     embeddings to the centres and ``P`` its sharpened target (Guo et al.,
     2017; applied to paintings by Castellano & Vessio, 2020).
 
+    Rows of numbers with no image layout, such as the pooled features of
+    :class:`~skdcec.PretrainedFeatures`, get a dense autoencoder instead, as
+    in DEC and DELIUS (see ``autoencoder``).
+
     Parameters
     ----------
     n_clusters : int, default=8
@@ -197,11 +222,29 @@ class DeepConvEmbeddingClustering(ClassNamePrefixFeaturesOutMixin, TransformerMi
         ``(height, width)`` or ``(height, width, channels)`` of the images
         when ``X`` is 2-D (one flattened channels-last image per row).
         ``None`` means square grayscale images when ``n_features`` is a perfect
-        square, else a ``1 x n_features`` strip, so any tabular ``X`` works.
-        Ignored shapes are an error: 3-D and 4-D ``X`` carry their own shape.
+        square, else a ``1 x n_features`` strip. Only the convolutional
+        autoencoder uses it (see ``autoencoder``). Ignored shapes are an
+        error: 3-D and 4-D ``X`` carry their own shape.
+    autoencoder : {"auto", "conv", "dense"}, default="auto"
+        The network. ``"conv"`` is DCEC's convolutional autoencoder, for
+        images. ``"dense"`` is DEC's fully connected one (``hidden_layers``),
+        for vectors such as the pooled features of a pretrained network
+        (:class:`~skdcec.PretrainedFeatures`), as in DELIUS (Castellano &
+        Vessio, 2022). ``"auto"`` picks ``"dense"`` for 2-D ``X`` fitted with
+        ``image_shape=None`` (rows of numbers with no known image layout)
+        and ``"conv"`` for 3-D and 4-D ``X`` and for 2-D ``X`` with an
+        ``image_shape``.
+        So give flattened images their ``image_shape``: as rows, the 8x8
+        digits got the dense network and NMI 0.788, 0.804 and 0.846 on three
+        seeds, against the convolutional network's 0.849, 0.830 and 0.845.
     filters : tuple of int, default=(32, 64, 128)
         Output channels of the encoder's stride-2 convolutions (5x5 kernels,
-        the last 3x3); the decoder mirrors them.
+        the last 3x3); the decoder mirrors them. Convolutional network only.
+    hidden_layers : tuple of int, default=(128, 128, 256)
+        Widths of the dense encoder's hidden layers; the decoder mirrors
+        them. Dense network only. DEC and DELIUS use ``(500, 500, 2000)``; on
+        the pooled features of 1,250 paintings the narrower default clustered
+        better (NMI 0.68 against 0.63 over three seeds) and five times faster.
     embedding_dim : int, default=10
         Size of the embedding that is clustered.
     activation : {"relu", "elu", "leaky_relu"}, default="relu"
@@ -252,7 +295,8 @@ class DeepConvEmbeddingClustering(ClassNamePrefixFeaturesOutMixin, TransformerMi
         ``"shift"``, ``"rotate"``, ``"flip"``, ``"crop"`` and ``"jitter"``.
         Augmentation runs per batch on the training device, is seeded by
         ``random_state`` and never applies at predict time. ``False`` is the
-        faithful DCEC.
+        faithful DCEC. The transformations act on images, so ``augment``
+        needs the convolutional network.
     reconstruction_target : {"augmented", "clean"}, default="augmented"
         What the autoencoder reconstructs from a transformed image when
         ``augment`` is on: the transformed image itself, as DEC-DA's code
@@ -289,7 +333,7 @@ class DeepConvEmbeddingClustering(ClassNamePrefixFeaturesOutMixin, TransformerMi
     cluster_centers_ : ndarray of shape (n_clusters, embedding_dim)
         Cluster centres in the embedding space.
     autoencoder_ : torch.nn.Module
-        The trained convolutional autoencoder.
+        The trained autoencoder, convolutional or dense (see ``autoencoder``).
     history_ : dict
         ``"pretrain"``: one record per epoch (``epoch``,
         ``reconstruction_loss`` and ``seconds``, the epoch's wall time, kept
@@ -368,7 +412,9 @@ class DeepConvEmbeddingClustering(ClassNamePrefixFeaturesOutMixin, TransformerMi
     _parameter_constraints: dict = {
         "n_clusters": [Interval(Integral, 1, None, closed="left")],
         "image_shape": [None, tuple, list],
+        "autoencoder": [StrOptions({"auto", "conv", "dense"})],
         "filters": [tuple, list],
+        "hidden_layers": [tuple, list],
         "embedding_dim": [Interval(Integral, 1, None, closed="left")],
         "activation": [StrOptions(set(ACTIVATIONS))],
         "gamma": [Interval(Real, 0, None, closed="left")],
@@ -396,7 +442,9 @@ class DeepConvEmbeddingClustering(ClassNamePrefixFeaturesOutMixin, TransformerMi
         n_clusters=8,
         *,
         image_shape=None,
+        autoencoder="auto",
         filters=(32, 64, 128),
+        hidden_layers=(128, 128, 256),
         embedding_dim=10,
         activation="relu",
         gamma=0.1,
@@ -420,7 +468,9 @@ class DeepConvEmbeddingClustering(ClassNamePrefixFeaturesOutMixin, TransformerMi
     ):
         self.n_clusters = n_clusters
         self.image_shape = image_shape
+        self.autoencoder = autoencoder
         self.filters = filters
+        self.hidden_layers = hidden_layers
         self.embedding_dim = embedding_dim
         self.activation = activation
         self.gamma = gamma
@@ -497,8 +547,19 @@ class DeepConvEmbeddingClustering(ClassNamePrefixFeaturesOutMixin, TransformerMi
                 f"and n_clusters={self.n_clusters}; pass more images, lower n_clusters or use "
                 'init="k-means".'
             )
+        network = self._network(input_ndim)
         filters = self._check_filters()
+        hidden_layers = self._check_hidden_layers()
         augmentations = self._check_augment(image_shape[2])
+        if augmentations and network == "dense":
+            picked = ""
+            if self.autoencoder == "auto":
+                picked = " (autoencoder='auto' picks it for 2-D X without image_shape)"
+            raise ValueError(
+                f"augment={self.augment!r} transforms images, but the dense autoencoder{picked} "
+                "takes vectors; pass augment=False, or pass images (3-D/4-D X, or 2-D X with "
+                "image_shape) with autoencoder='conv'."
+            )
         reconstruct_augmented = bool(augmentations) and self.reconstruction_target == "augmented"
         pretrain_epochs = resolve_pretrain_epochs(self.pretrain_epochs, bool(augmentations))
         report = functools.partial(self._report, pretrain_epochs=pretrain_epochs) if self.verbose else None
@@ -532,7 +593,9 @@ class DeepConvEmbeddingClustering(ClassNamePrefixFeaturesOutMixin, TransformerMi
             image_shape,
             mean,
             std,
+            network,
             tuple(filters),
+            hidden_layers,
             self.embedding_dim,
             self.activation,
             pretrain_epochs,
@@ -551,7 +614,7 @@ class DeepConvEmbeddingClustering(ClassNamePrefixFeaturesOutMixin, TransformerMi
                 *cache_key, data=data, parallel=parallel, callback=report
             )
         autoencoder = autoencoder_from_state(
-            state, image_shape, filters, self.embedding_dim, self.activation, device
+            state, image_shape, filters, self.embedding_dim, self.activation, device, hidden_layers
         )
 
         inference_batch_size = self._inference_batch_size(autoencoder)
@@ -683,6 +746,21 @@ class DeepConvEmbeddingClustering(ClassNamePrefixFeaturesOutMixin, TransformerMi
                 "e.g. (32, 64, 128)."
             )
         return filters
+
+    def _network(self, input_ndim):
+        """The network fit builds: ``autoencoder``, with ``"auto"`` resolved from the input."""
+        if self.autoencoder != "auto":
+            return self.autoencoder
+        return "dense" if input_ndim == 2 and self.image_shape is None else "conv"
+
+    def _check_hidden_layers(self):
+        hidden_layers = tuple(self.hidden_layers)
+        if not all(isinstance(width, Integral) and width > 0 for width in hidden_layers):
+            raise ValueError(
+                f"hidden_layers={self.hidden_layers!r} must be a tuple of positive ints, "
+                "e.g. (500, 500, 2000), or () for a single linear layer each way."
+            )
+        return hidden_layers
 
     def _check_augment(self, n_channels):
         if not isinstance(self.augment, bool):
@@ -1198,7 +1276,13 @@ class DeepConvEmbeddingClustering(ClassNamePrefixFeaturesOutMixin, TransformerMi
                 except ValueError:
                     device = torch.device("cpu")
             self.autoencoder_ = autoencoder_from_state(
-                weights, self.image_shape_, list(self.filters), self.embedding_dim, self.activation, device
+                weights,
+                self.image_shape_,
+                list(self.filters),
+                self.embedding_dim,
+                self.activation,
+                device,
+                tuple(self.hidden_layers),
             ).eval()
 
     def __sklearn_tags__(self):

@@ -126,7 +126,13 @@ def _rebuild(path, manifest, tensors, device):
     }
     try:
         autoencoder = autoencoder_from_state(
-            state, image_shape, list(estimator.filters), estimator.embedding_dim, estimator.activation, device
+            state,
+            image_shape,
+            list(estimator.filters),
+            estimator.embedding_dim,
+            estimator.activation,
+            device,
+            tuple(estimator.hidden_layers),
         )
     except (RuntimeError, TypeError, ValueError) as exc:
         raise ValueError(

@@ -1,10 +1,10 @@
-"""The convolutional autoencoder: the paper's architecture, any image shape."""
+"""The autoencoders: the convolutional one of the paper, any image shape; the dense one of DEC."""
 
 import pytest
 import torch
 from torch import nn
 
-from skdcec._autoencoder import ConvAutoencoder
+from skdcec._autoencoder import ConvAutoencoder, DenseAutoencoder
 
 
 def test_architecture_is_the_papers():
@@ -94,3 +94,36 @@ def test_filters_set_depth():
     model = ConvAutoencoder((6, 6, 1), filters=(8, 16))
     assert model.feature_shape == (16, 2, 2)
     assert model(torch.randn(3, 1, 6, 6))[1].shape == (3, 1, 6, 6)
+
+
+def test_dense_architecture_is_decs():
+    """d-500-500-2000-10 with ReLU, a linear embedding, the mirrored decoder and a linear output."""
+    model = DenseAutoencoder((1, 1280, 1))
+    encoder = [(m.in_features, m.out_features) for m in model.encoder if isinstance(m, nn.Linear)]
+    decoder = [(m.in_features, m.out_features) for m in model.decoder if isinstance(m, nn.Linear)]
+    assert encoder == [(1280, 500), (500, 500), (500, 2000), (2000, 10)]
+    assert decoder == [(10, 2000), (2000, 500), (500, 500), (500, 1280)]
+    assert isinstance(model.encoder[-1], nn.Linear), "the embedding must be linear"
+    assert not isinstance(model.decoder[-2], nn.ReLU), "the reconstruction must be linear"
+    assert sum(isinstance(m, nn.ReLU) for m in model.modules()) == 6
+
+
+@pytest.mark.parametrize("hidden_layers", [(500, 500, 2000), (64,), ()])
+@pytest.mark.parametrize("shape", [(1, 37, 1), (4, 5, 3)])
+def test_dense_reconstruction_has_the_input_shape(shape, hidden_layers):
+    """The NCHW batches of the data pipeline come back in their own shape, for any depth."""
+    height, width, channels = shape
+    model = DenseAutoencoder(shape, hidden_layers, embedding_dim=3)
+    x = torch.randn(5, channels, height, width)
+    z, reconstruction = model(x)
+    assert z.shape == (5, 3)
+    assert reconstruction.shape == x.shape
+    assert model.image_shape == shape
+
+
+def test_dense_encoder_sees_every_value():
+    """Every input value reaches the embedding: the gradient of z is nonzero everywhere."""
+    model = DenseAutoencoder((1, 20, 1), (8,), embedding_dim=2, activation="elu")
+    x = torch.randn(1, 1, 1, 20, requires_grad=True)
+    model.encode(x).sum().backward()
+    assert (x.grad != 0).all()

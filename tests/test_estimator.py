@@ -10,7 +10,7 @@ import pytest
 import torch
 from scipy import sparse
 from sklearn.base import clone
-from sklearn.datasets import load_digits
+from sklearn.datasets import load_digits, make_blobs
 from sklearn.exceptions import ConvergenceWarning, NotFittedError
 from sklearn.metrics import adjusted_rand_score
 from sklearn.model_selection import GridSearchCV
@@ -18,6 +18,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import FunctionTransformer
 
 from skdcec import DeepConvEmbeddingClustering
+from skdcec._autoencoder import ConvAutoencoder, DenseAutoencoder
 from skdcec._training import TrainingDivergedError
 
 
@@ -183,7 +184,7 @@ def test_max_iter_reached_warns(digits, quick_params):
     """Stopping at max_iter without meeting tol is a ConvergenceWarning."""
     params = dict(quick_params, max_iter=5, tol=0.0)
     with pytest.warns(ConvergenceWarning, match="max_iter=5"):
-        DeepConvEmbeddingClustering(3, random_state=0, **params).fit(digits[0][:100])
+        DeepConvEmbeddingClustering(3, random_state=0, **params).fit(digits[0][:100].reshape(-1, 8, 8))
 
 
 def test_empty_clusters_warn_with_sizes(quick_params):
@@ -627,7 +628,7 @@ def test_auto_pretrain_epochs_are_dcec_s_or_dec_da_s(augment, epochs, quick_para
     """pretrain_epochs="auto" pretrains 500 epochs with augmentation (DEC-DA), 200 without (DCEC)."""
     params = {**quick_params, "pretrain_epochs": "auto", "max_iter": 0}
     params.update(filters=(2, 2, 2), embedding_dim=2)
-    est = _fit(np.random.default_rng(0).uniform(size=(8, 16)), 2, augment=augment, **params)
+    est = _fit(np.random.default_rng(0).uniform(size=(8, 4, 4)), 2, augment=augment, **params)
     assert [record["epoch"] for record in est.history_["pretrain"]] == list(range(1, epochs + 1))
     assert est.get_params()["pretrain_epochs"] == "auto"
 
@@ -781,3 +782,57 @@ def test_augment_names_must_be_strings(augment, quick_params):
     with pytest.raises(ValueError, match="tuple of names"):
         est.fit(np.random.default_rng(0).normal(size=(10, 8, 8)))
 
+
+
+@pytest.mark.parametrize(
+    "shape, params, network",
+    [
+        ((30, 64), {}, DenseAutoencoder),  # rows without a layout: vectors
+        ((30, 64), {"image_shape": (8, 8)}, ConvAutoencoder),  # rows with a layout: images
+        ((30, 8, 8), {}, ConvAutoencoder),
+        ((30, 6, 5, 3), {}, ConvAutoencoder),
+        ((30, 64), {"autoencoder": "conv"}, ConvAutoencoder),
+        ((30, 8, 8), {"autoencoder": "dense"}, DenseAutoencoder),
+    ],
+)
+def test_autoencoder_auto_picks_dense_for_vectors_and_conv_for_images(shape, params, network, quick_params):
+    """autoencoder="auto" builds the dense network for 2-D X without image_shape, else the conv one."""
+    X = np.random.default_rng(0).uniform(size=shape)
+    est = _fit(X, **params, **quick_params)
+    assert type(est.autoencoder_) is network
+    assert est.transform(X).shape == (30, 10)
+    assert est.inverse_transform(est.cluster_centers_).shape == (3, *shape[1:])
+    restored = pickle.loads(pickle.dumps(est))
+    assert type(restored.autoencoder_) is network
+    np.testing.assert_array_equal(restored.predict(X), est.predict(X))
+
+
+def test_dense_autoencoder_has_the_hidden_layers_asked_for(quick_params):
+    """hidden_layers sets the dense encoder's widths; () leaves one linear layer each way."""
+    X = np.random.default_rng(0).uniform(size=(30, 12))
+    for hidden_layers, widths in [((7, 5), [7, 5, 10]), ((), [10])]:
+        est = _fit(X, hidden_layers=hidden_layers, **quick_params)
+        linear = [m.out_features for m in est.autoencoder_.encoder if isinstance(m, torch.nn.Linear)]
+        assert linear == widths
+
+
+def test_dense_autoencoder_clusters_separated_vectors(quick_params):
+    """Well-separated blobs of vectors come out as their blobs."""
+    X, y = make_blobs(300, n_features=40, centers=3, cluster_std=0.5, random_state=0)
+    est = _fit(X, **{**quick_params, "pretrain_epochs": 30})
+    assert type(est.autoencoder_) is DenseAutoencoder
+    assert adjusted_rand_score(y, est.labels_) > 0.95
+
+
+@pytest.mark.parametrize(
+    "params, message",
+    [
+        ({"augment": True}, "autoencoder='auto' picks it for 2-D X without image_shape"),
+        ({"augment": ("shift",), "autoencoder": "dense"}, "pass augment=False"),
+        ({"hidden_layers": (500, 0)}, "hidden_layers=\\(500, 0\\) must be a tuple of positive ints"),
+    ],
+)
+def test_dense_autoencoder_errors_name_the_fix(params, message, quick_params):
+    """Augmenting vectors and bad widths are ValueErrors that say what to do instead."""
+    with pytest.raises(ValueError, match=message):
+        _fit(np.random.default_rng(0).uniform(size=(30, 16)), **params, **quick_params)

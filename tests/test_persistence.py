@@ -228,7 +228,11 @@ def _forge_tensors(path, edit):
         (lambda p: _edit_manifest(p, lambda m: m["params"].update(spam=1)), ValueError, "not valid"),
         (lambda p: _edit_manifest(p, lambda m: m["params"].update(n_clusters=-1)), ValueError, "not valid"),
         (lambda p: _edit_manifest(p, lambda m: m["params"].update(n_clusters=4)), ValueError, "inconsistent"),
-        (lambda p: _edit_manifest(p, lambda m: m["params"].update(filters=[4, 4])), ValueError, "do not fit"),
+        (
+            lambda p: _edit_manifest(p, lambda m: m["params"].update(hidden_layers=[4, 4])),
+            ValueError,
+            "do not fit",
+        ),
         (lambda p: _edit_manifest(p, lambda m: m["attributes"].pop("n_iter_")), ValueError, "incomplete"),
         (lambda p: _forge_tensors(p, lambda t: t.pop("labels_")), ValueError, "lacks"),
         (
@@ -244,6 +248,15 @@ def test_damaged_or_foreign_folders_are_refused(saved, damage, error, match):
     damage(saved)
     with pytest.raises(error, match=match):
         load(saved)
+
+
+def test_convolutional_weights_that_do_not_fit_the_filters_are_refused(digits_X, tmp_path):
+    """A convolutional model whose saved filters were edited is refused, like a dense one's widths."""
+    path = tmp_path / "model"
+    _fit(digits_X.reshape(-1, 8, 8)).save(path)
+    _edit_manifest(path, lambda m: m["params"].update(filters=[4, 4]))
+    with pytest.raises(ValueError, match="do not fit"):
+        load(path)
 
 
 def test_paths_that_are_not_model_folders_are_refused(saved, tmp_path):
