@@ -79,7 +79,7 @@ def worker(args):
     from skdcec._data import ImageBatches
     from skdcec._device import make_generator, place_module, resolve_device
     from skdcec._distributed import DataParallel, launched_by_torchrun
-    from skdcec._estimator import _split_in_two
+    from skdcec._initialization import split_in_two
     from skdcec._training import embed, pretrain, train_clustering
 
     torch.set_num_threads(1)
@@ -149,7 +149,7 @@ def worker(args):
             tol=0.0,
             generator=make_generator(0, torch.device("cpu")),
             inference_batch_size=1024,
-            split_cluster=_split_in_two,
+            split_cluster=split_in_two,
             **common,
         )
     )

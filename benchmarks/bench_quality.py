@@ -142,7 +142,7 @@ def run_methods(X, y, n_clusters, seed, dcec_params, cache_dir):
 
 def _cached_pretrainings(cache_dir):
     """Number of pretrained autoencoders in the joblib cache under ``cache_dir``."""
-    return sum(1 for _ in pathlib.Path(cache_dir).glob("joblib/**/_pretrained_autoencoder_state/*/output.pkl"))
+    return sum(1 for _ in pathlib.Path(cache_dir).glob("joblib/**/pretrained_autoencoder_state/*/output.pkl"))
 
 
 def _pretraining_share(dcec, seconds):

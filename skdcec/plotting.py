@@ -10,6 +10,7 @@ import math
 import os
 
 import numpy as np
+from sklearn.pipeline import Pipeline
 from sklearn.utils.validation import check_is_fitted
 
 from skdcec._text import shorten
@@ -58,8 +59,27 @@ def _pyplot():
 # ------------------------------------------------------------------ images
 
 
+def _clusterer(estimator):
+    """The clusterer of ``estimator``: itself, or the last step of a pipeline."""
+    return estimator[-1] if isinstance(estimator, Pipeline) else estimator
+
+
 def _image_stack(estimator, images, name="images"):
-    """``images`` in the estimator's layout as an (n, height, width, channels) view."""
+    """``images`` in the estimator's layout as an (n, height, width, channels) view.
+
+    A pipeline's front end (such as :class:`~skdcec.PretrainedFeatures`)
+    takes images of any size: 3-D and 4-D images are taken as they are.
+    """
+    if isinstance(estimator, Pipeline):
+        images = np.asarray(images)
+        if images.ndim == 3:
+            images = images[..., np.newaxis]
+        if images.ndim != 4:
+            raise ValueError(
+                f"{name} has shape {images.shape}; a pipeline's pictures need 3-D (n, height, width) "
+                "or 4-D (n, height, width, channels) images."
+            )
+        return images
     height, width, channels = estimator.image_shape_
     images = np.asarray(images)
     if images.ndim == 2:
@@ -194,10 +214,11 @@ def _checked_embedding(estimator, images, embedding):
     if embedding is None:
         embedding = estimator.transform(images)
     embedding = np.asarray(embedding, dtype=np.float64)
-    if embedding.shape != (len(images), estimator.embedding_dim):
+    embedding_dim = _clusterer(estimator).embedding_dim
+    if embedding.shape != (len(images), embedding_dim):
         raise ValueError(
             f"embedding has shape {embedding.shape} but should be ({len(images)}, "
-            f"{estimator.embedding_dim}): the output of estimator.transform(images)."
+            f"{embedding_dim}): the output of estimator.transform(images)."
         )
     return embedding
 
@@ -212,8 +233,10 @@ def plot_cluster_montage(
 
     Parameters
     ----------
-    estimator : DeepConvEmbeddingClustering
-        A fitted estimator.
+    estimator : DeepConvEmbeddingClustering or Pipeline
+        A fitted estimator, or a fitted pipeline that ends with one (such
+        as :class:`~skdcec.PretrainedFeatures` and the clusterer), whose
+        front end takes 3-D or 4-D images of any size.
     images : array-like of shape (n_samples, n_features), (n_samples, height, width) \
             or (n_samples, height, width, channels)
         Images laid out as in ``fit``, typically the training images.
@@ -253,12 +276,13 @@ def plot_cluster_montage(
     check_is_fitted(estimator)
     stack = _image_stack(estimator, images)
     embedding = _checked_embedding(estimator, stack, embedding)
-    n_clusters = len(estimator.cluster_centers_)
+    centers = _clusterer(estimator).cluster_centers_
+    n_clusters = len(centers)
     if not (0 <= cluster < n_clusters):
         raise ValueError(f"cluster={cluster} is not a cluster of this estimator; pass 0 to {n_clusters - 1}.")
     if filenames is not None and len(filenames) != len(stack):
         raise ValueError(f"filenames has {len(filenames)} names for {len(stack)} images; pass one per image.")
-    labels, distances = _nearest_centers(embedding, estimator.cluster_centers_)
+    labels, distances = _nearest_centers(embedding, centers)
     members = np.flatnonzero(labels == cluster)
     if len(members) == 0:
         fig, ax = plt.subplots(figsize=(4, 1.5), layout="constrained")
@@ -328,8 +352,10 @@ def plot_embedding(estimator, images, *, embedding=None, n_thumbnails=60, random
 
     Parameters
     ----------
-    estimator : DeepConvEmbeddingClustering
-        A fitted estimator.
+    estimator : DeepConvEmbeddingClustering or Pipeline
+        A fitted estimator, or a fitted pipeline that ends with one (such
+        as :class:`~skdcec.PretrainedFeatures` and the clusterer), whose
+        front end takes 3-D or 4-D images of any size.
     images : array-like of shape (n_samples, n_features), (n_samples, height, width) \
             or (n_samples, height, width, channels)
         Images laid out as in ``fit``.
@@ -369,7 +395,7 @@ def plot_embedding(estimator, images, *, embedding=None, n_thumbnails=60, random
     check_is_fitted(estimator)
     stack = _image_stack(estimator, images)
     embedding = _checked_embedding(estimator, stack, embedding)
-    centers = np.asarray(estimator.cluster_centers_, dtype=np.float64)
+    centers = np.asarray(_clusterer(estimator).cluster_centers_, dtype=np.float64)
     labels, _ = _nearest_centers(embedding, centers)
     n_clusters = len(centers)
 
@@ -396,7 +422,7 @@ def plot_embedding(estimator, images, *, embedding=None, n_thumbnails=60, random
     fig, ax = plt.subplots(figsize=(10, 7.5), layout="constrained")
     ax.scatter(points[:, 0], points[:, 1], c=colors[labels], s=10, alpha=0.6, linewidths=0)
 
-    height, width, _ = estimator.image_shape_
+    height, width = stack.shape[1:3]
     zoom = THUMBNAIL_SIZE / max(height, width)
     for index in _spread_out(points, n_thumbnails, random_state):
         image = _displayable(stack[index : index + 1])[0]
@@ -438,7 +464,7 @@ def plot_embedding(estimator, images, *, embedding=None, n_thumbnails=60, random
     ax.set_ylabel("principal component 2")
     ax.set_title(
         f"Embedding of {len(stack)} images: the first two principal components of the "
-        f"{estimator.embedding_dim}-d embedding ({explained:.0%} of its variance)",
+        f"{_clusterer(estimator).embedding_dim}-d embedding ({explained:.0%} of its variance)",
         fontsize=10,
     )
     return fig

@@ -40,6 +40,22 @@ def quick_params():
 
 
 @pytest.fixture
+def pretrainings(monkeypatch):
+    """The list that every pretraining run from now on appends to."""
+    from skdcec import _pretraining
+
+    calls = []
+    original = _pretraining.pretrain
+
+    def counting_pretrain(*args, **kwargs):
+        calls.append(1)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(_pretraining, "pretrain", counting_pretrain)
+    return calls
+
+
+@pytest.fixture
 def rgb_images():
     """Small uint8 RGB images cut from scikit-learn's sample photos."""
     from sklearn.datasets import load_sample_images

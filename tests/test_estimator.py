@@ -218,10 +218,10 @@ def _assert_same_attributes(actual, expected):
 
 
 def _raise_at(stage, count, error):
-    """A progress report that raises ``error`` at the ``count``-th record of ``stage``."""
+    """A progress callback that raises ``error`` at the ``count``-th record of ``stage``."""
     seen = []
 
-    def report(self, record_stage, record, pretrain_epochs):
+    def report(record_stage, record):
         if record_stage == stage:
             seen.append(record)
             if len(seen) == count:
@@ -231,15 +231,15 @@ def _raise_at(stage, count, error):
 
 
 FIT_FAULTS = {
-    "Ctrl-C in pretraining": (dict(verbose=1), ("pretrain", 2, KeyboardInterrupt()), KeyboardInterrupt, None),
+    "Ctrl-C in pretraining": ({}, ("pretrain", 2, KeyboardInterrupt()), KeyboardInterrupt, None),
     "Ctrl-C in joint training": (
-        dict(verbose=1),
+        {},
         ("clustering", 2, KeyboardInterrupt()),
         KeyboardInterrupt,
         None,
     ),
     "out of memory in joint training": (
-        dict(verbose=1),
+        {},
         ("clustering", 1, MemoryError("out of memory")),
         MemoryError,
         "out of memory",
@@ -260,12 +260,11 @@ def test_failed_fit_changes_nothing(fault, digits, quick_params, monkeypatch):
     # Other images, of another shape: any attribute set early would show.
     X_new = np.random.default_rng(0).uniform(size=(40, 6, 6))
     for est in (fitted, unfitted):
-        if injection is not None:
-            monkeypatch.setattr(DeepConvEmbeddingClustering, "_report", _raise_at(*injection))
+        callback = None if injection is None else _raise_at(*injection)
         est.set_params(n_clusters=4, **params)
         before = _attributes(est)
         with pytest.raises(error, match=message):
-            est.fit(X_new)
+            est.fit(X_new, callback=callback)
         _assert_same_attributes(_attributes(est), before)
     assert not [name for name in vars(unfitted) if name.endswith("_")]
     with pytest.raises(NotFittedError):
@@ -278,7 +277,7 @@ def test_collapse_warns_with_sizes_and_keeps_the_last_healthy_labels(
     digits, quick_params, monkeypatch, capsys
 ):
     """Clusters emptying out mid-training warn with both sets of sizes; labels_ is the kept solution."""
-    from skdcec import _estimator
+    from skdcec import _fitting
     from skdcec._clustering import ClusteringLayer
 
     class CollapsingLayer(ClusteringLayer):
@@ -295,7 +294,7 @@ def test_collapse_warns_with_sizes_and_keeps_the_last_healthy_labels(
             logits[:, 0] = 0.0
             return torch.log_softmax(logits, dim=1)
 
-    monkeypatch.setattr(_estimator, "ClusteringLayer", CollapsingLayer)
+    monkeypatch.setattr(_fitting, "ClusteringLayer", CollapsingLayer)
     X = digits[0][:120]
     est = DeepConvEmbeddingClustering(3, random_state=0, **dict(quick_params, tol=0.0, verbose=1))
     with pytest.warns(ConvergenceWarning, match="emptied out") as caught:
@@ -462,7 +461,7 @@ def test_any_memory_layout_gives_the_same_model(layout, dtype, quick_params, tmp
 
 def test_inference_streams_in_bounded_chunks(digits, quick_params, monkeypatch):
     """predict, predict_proba and transform work a bounded chunk at a time and match whole-array results."""
-    from skdcec import _clustering, _estimator
+    from skdcec import _clustering, _inference
 
     X = digits[0][:50]
     est = _fit(X, **quick_params)
@@ -476,26 +475,29 @@ def test_inference_streams_in_bounded_chunks(digits, quick_params, monkeypatch):
 
     batch_sizes = []
 
-    class SpyBatches(_estimator.ImageBatches):
+    class SpyBatches(_inference.ImageBatches):
         def __init__(self, X, *args):
             batch_sizes.append(len(X))
             super().__init__(X, *args)
 
-    monkeypatch.setattr(_estimator, "MAX_INFERENCE_BATCH_SIZE", 7)
+    monkeypatch.setattr(_inference, "MAX_INFERENCE_BATCH_SIZE", 7)
     monkeypatch.setattr(_clustering, "ASSIGNMENT_CHUNK_ELEMENTS", 2 * 3 * 10)
     monkeypatch.setattr(_clustering, "log_soft_assignment", spy)
-    monkeypatch.setattr(_estimator, "ImageBatches", SpyBatches)
+    monkeypatch.setattr(_inference, "ImageBatches", SpyBatches)
     est.set_params(batch_size=1)
-    np.testing.assert_array_equal(est.predict(X), labels)
-    np.testing.assert_allclose(est.predict_proba(X), proba, rtol=1e-6)
-    np.testing.assert_allclose(est.transform(X), embedding, rtol=1e-6)
+    # Another batch shape may pick other float32 kernels: close, not equal.
+    chunked_proba = est.predict_proba(X)
+    np.testing.assert_allclose(chunked_proba, proba, rtol=1e-4, atol=1e-7)
+    np.testing.assert_allclose(est.transform(X), embedding, rtol=1e-4, atol=1e-6)
+    clear = np.sort(proba, axis=1)[:, -1] - np.sort(proba, axis=1)[:, -2] > 1e-3
+    np.testing.assert_array_equal(est.predict(X)[clear], labels[clear])
     assert max(rows_seen) == 2 and sum(rows_seen) == 2 * len(X)
     assert max(batch_sizes) == 7 and sum(batch_sizes) == 3 * len(X)
 
 
 def test_inverse_transform_decodes_in_bounded_batches(digits, quick_params, monkeypatch):
     """inverse_transform decodes a batch at a time, with the same images as in one go."""
-    from skdcec import _estimator
+    from skdcec import _inference
 
     X = digits[0][:50]
     est = _fit(X, **quick_params)
@@ -509,7 +511,7 @@ def test_inverse_transform_decodes_in_bounded_batches(digits, quick_params, monk
         return decode(z)
 
     monkeypatch.setattr(est.autoencoder_, "decode", spy)
-    monkeypatch.setattr(_estimator, "MAX_INFERENCE_BATCH_SIZE", 7)
+    monkeypatch.setattr(_inference, "MAX_INFERENCE_BATCH_SIZE", 7)
     est.set_params(batch_size=1)
     np.testing.assert_allclose(est.inverse_transform(embedding), whole, rtol=1e-5, atol=1e-5)
     assert max(decoded_rows) == 7 and sum(decoded_rows) == len(X)
@@ -528,22 +530,6 @@ def test_parameter_constraints_cover_every_parameter():
     """Every __init__ parameter is declared in _parameter_constraints."""
     params = DeepConvEmbeddingClustering().get_params()
     assert set(DeepConvEmbeddingClustering._parameter_constraints) == set(params)
-
-
-@pytest.fixture
-def pretrainings(monkeypatch):
-    """The list that every pretraining run from now on appends to."""
-    from skdcec import _estimator
-
-    calls = []
-    original = _estimator.pretrain
-
-    def counting_pretrain(*args, **kwargs):
-        calls.append(1)
-        return original(*args, **kwargs)
-
-    monkeypatch.setattr(_estimator, "pretrain", counting_pretrain)
-    return calls
 
 
 def test_memory_pretrains_once_per_fold_in_a_search(digits, quick_params, tmp_path, pretrainings):
@@ -642,7 +628,7 @@ def test_augment_selection_is_validated(quick_params):
 
 def test_fit_and_inference_cap_torch_threads_and_restore_them(digits, quick_params, monkeypatch):
     """Training, inference and decoding run on at most the available cores; the user's setting survives."""
-    from skdcec import _device, _estimator
+    from skdcec import _device, _fitting, _inference
 
     seen = []
 
@@ -650,8 +636,9 @@ def test_fit_and_inference_cap_torch_threads_and_restore_them(digits, quick_para
         seen.append(torch.get_num_threads())
         return embed(*args, **kwargs)
 
-    embed = _estimator.embed
-    monkeypatch.setattr(_estimator, "embed", recording_embed)
+    embed = _inference.embed
+    monkeypatch.setattr(_inference, "embed", recording_embed)
+    monkeypatch.setattr(_fitting, "embed", recording_embed)
     monkeypatch.setattr(_device.joblib, "cpu_count", lambda only_physical_cores=False: 1)
     previous = torch.get_num_threads()
     try:
@@ -676,9 +663,9 @@ def test_fit_and_inference_cap_torch_threads_and_restore_them(digits, quick_para
 
 def _spectral_start(X, n_clusters, spectral_class, quick_params, monkeypatch):
     """An estimator fitted from a spectral start by ``spectral_class``, with no joint training."""
-    from skdcec import _estimator
+    from skdcec import _initialization
 
-    monkeypatch.setattr(_estimator, "SpectralClustering", spectral_class)
+    monkeypatch.setattr(_initialization, "SpectralClustering", spectral_class)
     params = dict(quick_params, max_iter=0)
     est = DeepConvEmbeddingClustering(n_clusters, init="spectral", random_state=0, **params)
     with warnings.catch_warnings():
@@ -688,7 +675,7 @@ def _spectral_start(X, n_clusters, spectral_class, quick_params, monkeypatch):
 
 def test_spectral_init_centres_are_the_means_of_spectral_clusters(digits, quick_params, monkeypatch):
     """init="spectral" starts every centre at the mean embedding of one spectral cluster of the graph."""
-    from skdcec._estimator import SpectralClustering
+    from skdcec._initialization import SpectralClustering
 
     seen = {}
 
@@ -706,7 +693,7 @@ def test_spectral_init_centres_are_the_means_of_spectral_clusters(digits, quick_
 
 def test_spectral_init_seeds_an_empty_spectral_cluster_at_a_sample(digits, quick_params, monkeypatch):
     """A spectral cluster that got no sample still gets a finite centre: one of the embeddings."""
-    from skdcec._estimator import SpectralClustering
+    from skdcec._initialization import SpectralClustering
 
     class MissingLastCluster(SpectralClustering):
         def fit_predict(self, X, y=None):

@@ -12,7 +12,8 @@ from sklearn.exceptions import ConvergenceWarning, NotFittedError
 
 import skdcec
 from skdcec import DeepConvEmbeddingClustering, load
-from skdcec._persistence import FORMAT_VERSION, MANIFEST_FILE, TENSORS_FILE, file_sha256, save
+from skdcec._files import file_sha256
+from skdcec._persistence import FORMAT_VERSION, MANIFEST_FILE, TENSORS_FILE
 
 QUICK = {
     "pretrain_epochs": 2,
@@ -305,7 +306,7 @@ def test_existing_target_needs_overwrite(fitted, saved, digits_X):
     with pytest.raises(FileExistsError, match="overwrite=True"):
         fitted.save(saved)
     other = _fit(digits_X, n_clusters=4)
-    save(other, saved, overwrite=True)
+    other.save(saved, overwrite=True)
     assert load(saved).n_clusters == 4
     assert sorted(os.listdir(saved.parent)) == ["model"]
 
@@ -316,7 +317,7 @@ def test_overwrite_never_replaces_a_foreign_folder(fitted, tmp_path):
     folder.mkdir()
     (folder / "holiday.jpg").write_bytes(b"precious")
     with pytest.raises(FileExistsError, match="not written by skdcec"):
-        save(fitted, folder, overwrite=True)
+        fitted.save(folder, overwrite=True)
     assert os.listdir(folder) == ["holiday.jpg"]
 
 
@@ -333,7 +334,7 @@ def test_failed_save_leaves_nothing_behind(fitted, digits_X, tmp_path, monkeypat
 
     monkeypatch.setattr(torch, "save", broken_save)
     with pytest.raises(OSError, match="disk full"):
-        save(fitted, path, overwrite=True)
+        fitted.save(path, overwrite=True)
     monkeypatch.undo()
     assert os.listdir(tmp_path) == (["model"] if existing else [])
     if existing:
@@ -348,7 +349,7 @@ def test_interrupted_save_leaves_nothing_behind(fitted, tmp_path, monkeypatch):
 
     monkeypatch.setattr(torch, "save", interrupted)
     with pytest.raises(KeyboardInterrupt):
-        save(fitted, tmp_path / "model")
+        fitted.save(tmp_path / "model")
     assert os.listdir(tmp_path) == []
 
 
@@ -376,7 +377,7 @@ def test_interrupted_replacement_keeps_the_old_model(fitted, digits_X, tmp_path,
     # The first move puts the old folder aside, the second the new one in place.
     monkeypatch.setattr(os, "replace", interrupt_one_move)
     with pytest.raises(KeyboardInterrupt):
-        save(fitted, path, overwrite=True)
+        fitted.save(path, overwrite=True)
     monkeypatch.undo()
     assert os.listdir(tmp_path) == ["model"]
     assert {name: (path / name).read_bytes() for name in os.listdir(path)} == before
@@ -391,7 +392,7 @@ def test_overwriting_a_link_replaces_the_link_not_its_target(fitted, digits_X, t
     before = {name: (target / name).read_bytes() for name in os.listdir(target)}
     link = tmp_path / "model"
     os.symlink(target, link)
-    save(fitted, link, overwrite=True)
+    fitted.save(link, overwrite=True)
     assert not link.is_symlink() and load(link).n_clusters == fitted.n_clusters
     assert {name: (target / name).read_bytes() for name in os.listdir(target)} == before
     assert sorted(os.listdir(tmp_path)) == ["elsewhere", "model"]

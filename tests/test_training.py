@@ -8,7 +8,7 @@ from skdcec import _training
 from skdcec._autoencoder import ConvAutoencoder
 from skdcec._clustering import ClusteringLayer
 from skdcec._data import ImageBatches
-from skdcec._estimator import _split_in_two
+from skdcec._initialization import split_in_two
 from skdcec._training import TrainingDivergedError, embed, pretrain, train_clustering
 
 CPU = torch.device("cpu")
@@ -49,7 +49,7 @@ def _clustering_kwargs(**overrides):
         learning_rate=1e-3,
         generator=_generator(),
         inference_batch_size=16,
-        split_cluster=_split_in_two,
+        split_cluster=split_in_two,
     )
     kwargs.update(overrides)
     return kwargs
@@ -341,7 +341,7 @@ def test_relocation_splits_the_widest_cluster_by_two_means():
     layer(z).sum().backward()
     optimizer.step()
     before = layer.centers.detach().clone()
-    records = _training._relocate([2], z, labels, layer, optimizer, _split_in_two, _generator(), None)
+    records = _training._relocate([2], z, labels, layer, optimizer, split_in_two, _generator(), None)
     assert records == [{"cluster": 2, "split_from": 0, "size_before_split": 4}]
     moved = layer.centers.detach()[[0, 2]]
     assert sorted(moved[:, 0].tolist()) == pytest.approx([0.0, 10.0])
@@ -360,7 +360,7 @@ def test_relocated_centres_move_by_at_most_the_learning_rate():
         optimizer.zero_grad()
         layer(z).sum().backward()
         optimizer.step()
-    _training._relocate([2], z, labels, layer, optimizer, _split_in_two, _generator(), None)
+    _training._relocate([2], z, labels, layer, optimizer, split_in_two, _generator(), None)
     for _ in range(3):
         before = layer.centers.detach().clone()
         optimizer.zero_grad()
