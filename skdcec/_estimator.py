@@ -49,8 +49,8 @@ FLOAT32_MAX = float(np.finfo(np.float32).max)
 # with augmentation, DEC-DA's (Guo et al., 2018).
 DCEC_PRETRAIN_EPOCHS = 200
 DEC_DA_PRETRAIN_EPOCHS = 500
-# pretrain_epochs="auto" stops earlier once the reconstruction loss improved by
-# less than this fraction over this many epochs.
+# pretrain_epochs="auto" stops earlier once the mean reconstruction loss of this
+# many epochs is less than this fraction below that of the as many epochs before.
 PRETRAIN_PLATEAU_WINDOW = 20
 PRETRAIN_PLATEAU_IMPROVEMENT = 0.05
 # DCEC's joint phase: 20,000 mini-batches of 256, a target update every 140,
@@ -304,8 +304,9 @@ class DeepConvEmbeddingClustering(ClassNamePrefixFeaturesOutMixin, TransformerMi
         ever-new transformed copies is a harder task that keeps improving the
         embedding well past 200 epochs: on USPS, 500 epochs took the
         augmented clustering from ACC 0.89 to 0.99 on the same seed), and
-        stops earlier once the reconstruction loss improved by less than 5 %
-        over 20 epochs. An int trains exactly that many epochs (DCEC: 200).
+        stops earlier once the mean reconstruction loss of 20 epochs is less
+        than 5 % below that of the 20 before. An int trains exactly that many
+        epochs (DCEC: 200).
     max_iter : int or "auto", default="auto"
         Most mini-batches of joint training. ``"auto"`` is 73 passes over the
         data, DCEC's budget on MNIST, and at most DCEC's 20,000 mini-batches.

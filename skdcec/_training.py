@@ -109,13 +109,14 @@ def pretrain(
     callback : callable, default=None
         Called as ``callback("pretrain", record)`` after every epoch.
     plateau_window : int or None, default=None
-        With an int, training stops before ``epochs`` once the epoch's
-        reconstruction loss is less than ``plateau_improvement`` (relative)
-        below the loss ``plateau_window`` epochs earlier. ``None`` trains
-        all ``epochs``.
+        With an int, training stops before ``epochs`` once the mean
+        reconstruction loss of the last ``plateau_window`` epochs is less
+        than ``plateau_improvement`` (relative) below the mean of the
+        ``plateau_window`` epochs before them. ``None`` trains all
+        ``epochs``.
     plateau_improvement : float, default=0.0
-        Relative improvement over ``plateau_window`` epochs under which
-        training stops.
+        Relative improvement between the two windows under which training
+        stops.
 
     Returns
     -------
@@ -163,11 +164,16 @@ def pretrain(
 
 
 def _reconstruction_plateaued(history, window, improvement):
-    """Whether the last epoch's loss is less than ``improvement`` below the loss ``window`` epochs earlier."""
-    if window is None or len(history) <= window:
+    """Whether the mean loss of the last ``window`` epochs is less than ``improvement`` below the window's before.
+
+    Means over windows, not single epochs: on a few hundred images an epoch is
+    two or three mini-batches, and its loss is too noisy to compare alone.
+    """
+    if window is None or len(history) < 2 * window:
         return False
-    before = history[-1 - window]["reconstruction_loss"]
-    return before - history[-1]["reconstruction_loss"] < improvement * before
+    losses = [record["reconstruction_loss"] for record in history[-2 * window :]]
+    before, last = sum(losses[:window]) / window, sum(losses[window:]) / window
+    return before - last < improvement * before
 
 
 @torch.inference_mode()

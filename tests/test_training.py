@@ -465,16 +465,23 @@ def test_pretraining_stops_when_the_loss_plateaus():
         model, data, epochs=50, batch_size=8, learning_rate=1e-12, generator=_generator(),
         plateau_window=3, plateau_improvement=0.01,
     )
-    # The loss is flat from the start: the first check, after epoch 4, stops.
-    assert len(history) == 4
+    # The loss is flat from the start: the first check, after two windows of 3 epochs, stops.
+    assert len(history) == 6
 
 
 @pytest.mark.parametrize(
     "losses, expected",
-    [([1.0, 0.9, 0.86], False), ([1.0, 0.95, 0.92], True), ([1.0, 0.95], False), ([1.0, 1.0, 1.2], True)],
+    [
+        ([1.0, 1.0, 0.85, 0.85], False),  # 15 % better: not below the threshold of 10 %
+        ([2.0, 1.0, 0.9, 0.9], False),  # 40 % better than the first window's mean
+        ([1.0, 1.0, 0.95, 0.95], True),
+        ([1.0, 1.0, 1.1, 1.2], True),  # worse
+        ([1.0, 1.0, 1.0], False),  # no verdict before two full windows
+        ([9.0, 1.0, 1.0, 0.99, 0.99], True),  # only the last two windows count
+    ],
 )
 def test_reconstruction_plateau_rule(losses, expected):
-    """Relative improvement over the window, strictly below the threshold; no verdict before the window."""
+    """Mean of the last window against the window before, strictly below the threshold."""
     history = [{"reconstruction_loss": loss} for loss in losses]
     assert _training._reconstruction_plateaued(history, 2, 0.1) is expected
     assert _training._reconstruction_plateaued(history, None, 0.1) is False
