@@ -31,6 +31,11 @@ Usage::
 the same data, seeds and parameters only clusters again. ``--json`` is
 rewritten after every seed, so a long run that is stopped keeps the seeds it
 finished.
+``--small-clusters`` runs instead the many-small-clusters cases that users
+with a few hundred images meet (issue 25): COIL-20 subsampled to 10 images per
+object (200 images, k = 20) and MNIST-5k to 20 per class (200 images, k = 10),
+NMI of KMeans and of DCEC (defaults) on the pixels and on the features of
+:class:`~skdcec.PretrainedFeatures`, with each fit's wall time.
 ``--merge`` combines reports of runs made separately (one seed per process,
 in parallel or on different days) into one table per data set.
 """
@@ -216,6 +221,58 @@ def write_report(report, path):
     partial.replace(path)
 
 
+def subsample(X, y, per_class, seed):
+    """``per_class`` images drawn at random from every class, in class order."""
+    rng = np.random.default_rng(seed)
+    rows = [rng.choice(np.flatnonzero(y == c), per_class, replace=False) for c in np.unique(y)]
+    rows = np.concatenate(rows)
+    return X[rows], y[rows]
+
+
+SMALL_CLUSTER_CASES = {"coil20": 10, "mnist5k": 20}
+"""Data set of a many-small-clusters case: images drawn per class."""
+
+
+def small_clusters(args):
+    """NMI of KMeans and DCEC on pixels and on pretrained features, for small subsamples."""
+    from skdcec import PretrainedFeatures
+
+    report = {"skdcec": skdcec.__version__, "torch": torch.__version__, "threads": torch.get_num_threads()}
+    for dataset in [name for name in args.datasets if name in SMALL_CLUSTER_CASES] or list(SMALL_CLUSTER_CASES):
+        X_all, y_all = load_dataset(dataset, args)
+        runs = []
+        for seed in args.seeds:
+            X, y = subsample(X_all, y_all, SMALL_CLUSTER_CASES[dataset], seed)
+            k = len(np.unique(y))
+            start = time.perf_counter()
+            features = PretrainedFeatures(device=args.device).fit_transform(X)
+            extraction = time.perf_counter() - start
+            row = {"features_seconds": extraction}
+            for space, data in (("pixels", X.reshape(len(X), -1).astype(np.float64)), ("features", features)):
+                start = time.perf_counter()
+                labels = KMeans(k, n_init=20, random_state=seed).fit_predict(data)
+                row[f"KMeans ({space})"] = (normalized_mutual_info_score(y, labels), time.perf_counter() - start)
+                start = time.perf_counter()
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", ConvergenceWarning)
+                    dcec = DeepConvEmbeddingClustering(k, random_state=seed, device=args.device)
+                    labels = dcec.fit(X if space == "pixels" else features).labels_
+                row[f"DCEC ({space})"] = (normalized_mutual_info_score(y, labels), time.perf_counter() - start)
+            runs.append(row)
+            print(f"{dataset} small seed {seed}: " + ", ".join(
+                f"{m} NMI {v[0]:.3f} ({v[1]:.0f}s)" for m, v in row.items() if isinstance(v, tuple)
+            ) + f", features {extraction:.0f}s", flush=True)
+            report[dataset] = {"n_samples": len(y), "n_clusters": k, "runs": runs}
+            if args.json:
+                write_report(report, args.json)
+        methods = [m for m in runs[0] if isinstance(runs[0][m], tuple)]
+        print(f"\n### {dataset}, {SMALL_CLUSTER_CASES[dataset]} per class (n={len(y)}, k={k}, "
+              f"{len(runs)} seeds, NMI mean ± std, seconds)\n\n| method | NMI | time (s) |\n|---|---|---|")
+        for m in methods:
+            nmis, secs = np.array([run[m][0] for run in runs]), np.array([run[m][1] for run in runs])
+            print(f"| {m} | {nmis.mean():.3f} ± {nmis.std():.3f} | {np.median(secs):.1f} |", flush=True)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--datasets", nargs="+", default=["digits"], choices=["digits", "mnist5k", "usps", "coil20"])
@@ -233,6 +290,10 @@ def main():
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
     parser.add_argument("--json", help="write the results here")
     parser.add_argument("--merge", nargs="+", metavar="JSON", help="pool the runs of these reports instead of running")
+    parser.add_argument(
+        "--small-clusters", action="store_true",
+        help="run the many-small-clusters cases (COIL-20 10 per object, MNIST-5k 20 per class) instead",
+    )
     args = parser.parse_args()
     if args.merge:
         report = merge(args.merge)
@@ -241,6 +302,9 @@ def main():
         return
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.small_clusters:
+        small_clusters(args)
+        return
 
     dcec_params = {VARIANTS[v][0]: {"device": args.device, **VARIANTS[v][1]} for v in args.variants}
     report = {

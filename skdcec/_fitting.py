@@ -5,6 +5,7 @@ over with its parameters; this module runs the method and returns the fitted
 state, which the estimator sets in one place.
 """
 
+import math
 import sys
 import warnings
 
@@ -27,10 +28,50 @@ from skdcec._pretraining import (
     PretrainingSettings,
     autoencoder_from_state,
     network_from_params,
+    pretrain_plateau,
     pretrained_autoencoder_state,
     resolve_pretrain_epochs,
 )
 from skdcec._training import embed, train_clustering
+
+
+# DCEC's joint phase: 20,000 mini-batches of 256, a target update every 140,
+# on 70,000 MNIST digits: 73 passes over the data, an update every half pass.
+DCEC_MAX_ITER = 20000
+DCEC_UPDATE_INTERVAL = 140
+JOINT_PASSES = 73
+
+
+def resolve_joint_schedule(max_iter, update_interval, n_samples, batch_size):
+    """Return the joint phase's ``(max_iter, update_interval, warmup)`` in mini-batches.
+
+    Parameters
+    ----------
+    max_iter : int or "auto"
+        The estimator's parameter. ``"auto"`` is DCEC's 73 passes over the
+        data, at most DCEC's 20,000 mini-batches.
+    update_interval : int or "auto"
+        The estimator's parameter. ``"auto"`` is one pass over the data, at
+        most DCEC's 140 mini-batches.
+    n_samples : int
+        Training images.
+    batch_size : int
+        Images per mini-batch.
+
+    Returns
+    -------
+    tuple of int
+        Mini-batches of joint training, between target updates, and of the
+        learning-rate warm-up: a tenth of the phase, at least one update
+        interval and at most DCEC's 140.
+    """
+    batches_per_pass = math.ceil(n_samples / batch_size)
+    if max_iter == "auto":
+        max_iter = min(DCEC_MAX_ITER, JOINT_PASSES * batches_per_pass)
+    if update_interval == "auto":
+        update_interval = min(DCEC_UPDATE_INTERVAL, batches_per_pass)
+    warmup = min(DCEC_UPDATE_INTERVAL, max(update_interval, max_iter // 10))
+    return max_iter, update_interval, warmup
 
 
 def print_progress(stage, record):
@@ -152,9 +193,10 @@ def fit_model(X, image_shape, input_ndim, params, *, n_features_in, feature_name
         )
     reconstruct_augmented = bool(augmentations) and params["reconstruction_target"] == "augmented"
     pretrain_epochs = resolve_pretrain_epochs(params["pretrain_epochs"], bool(augmentations))
-    report = _progress(
-        [print_progress if params["verbose"] else None, callback], pretrain_epochs, params["max_iter"]
+    max_iter, update_interval, warmup = resolve_joint_schedule(
+        params["max_iter"], params["update_interval"], n_samples, params["batch_size"]
     )
+    report = _progress([print_progress if params["verbose"] else None, callback], pretrain_epochs, max_iter)
     device = resolve_device(params["device"])
     parallel = None
     if launched_by_torchrun():
@@ -180,6 +222,7 @@ def fit_model(X, image_shape, input_ndim, params, *, n_features_in, feature_name
     settings = PretrainingSettings(
         network=network,
         epochs=pretrain_epochs,
+        plateau=pretrain_plateau(params["pretrain_epochs"]),
         batch_size=params["batch_size"],
         learning_rate=params["learning_rate"],
         precision=params["precision"],
@@ -221,8 +264,8 @@ def fit_model(X, image_shape, input_ndim, params, *, n_features_in, feature_name
         clustering_layer,
         data,
         gamma=params["gamma"],
-        max_iter=params["max_iter"],
-        update_interval=params["update_interval"],
+        max_iter=max_iter,
+        update_interval=update_interval,
         tol=params["tol"],
         batch_size=params["batch_size"],
         learning_rate=params["learning_rate"],
@@ -237,11 +280,13 @@ def fit_model(X, image_shape, input_ndim, params, *, n_features_in, feature_name
         split_cluster=split_in_two,
         parallel=parallel,
         callback=report,
+        n_iter_no_change=params["n_iter_no_change"],
+        warmup=warmup,
     )
     if parallel is not None:
         parallel.close()
     labels = result.labels.cpu().numpy().astype(np.intp)
-    _warn_about_convergence(result, labels, params)
+    _warn_about_convergence(result, labels, params, max_iter)
     return FittedState(
         autoencoder=autoencoder.eval(),
         cluster_centers=clustering_layer.centers.detach().cpu().numpy().astype(np.float64),
@@ -259,7 +304,7 @@ def fit_model(X, image_shape, input_ndim, params, *, n_features_in, feature_name
     )
 
 
-def _warn_about_convergence(result, labels, params):
+def _warn_about_convergence(result, labels, params, max_iter):
     n_clusters = params["n_clusters"]
     sizes = np.bincount(labels, minlength=n_clusters)
     if result.collapsed:
@@ -274,11 +319,12 @@ def _warn_about_convergence(result, labels, params):
             "learning_rate or gamma, longer pretraining, or fewer clusters.",
             ConvergenceWarning,
         )
-    elif not result.converged:
+    elif not (result.converged or result.plateaued):
         warnings.warn(
-            f"Joint training reached max_iter={params['max_iter']} before fewer than "
-            f"tol={params['tol']} of the labels changed between updates. Increase "
-            "max_iter or tol.",
+            f"Joint training reached max_iter={max_iter} mini-batches (max_iter={params['max_iter']!r}) "
+            f"before fewer than tol={params['tol']} of the labels changed between updates, or the "
+            f"change stopped falling for n_iter_no_change={params['n_iter_no_change']} updates. "
+            "Increase max_iter or tol.",
             ConvergenceWarning,
         )
     if (sizes == 0).any() and not result.collapsed:

@@ -13,10 +13,32 @@ from skdcec._training import pretrain
 # with augmentation, DEC-DA's (Guo et al., 2018).
 DCEC_PRETRAIN_EPOCHS = 200
 DEC_DA_PRETRAIN_EPOCHS = 500
+# pretrain_epochs="auto" stops earlier once the mean reconstruction loss of this
+# many epochs is less than this fraction below that of the as many epochs before.
+PRETRAIN_PLATEAU_WINDOW = 20
+PRETRAIN_PLATEAU_IMPROVEMENT = 0.05
+
+
+def pretrain_plateau(pretrain_epochs):
+    """The plateau rule ``pretrain_epochs`` asks for: ``(window, improvement)``, or ``(None, 0.0)`` for none.
+
+    Parameters
+    ----------
+    pretrain_epochs : int or "auto"
+        The estimator's parameter: ``"auto"`` stops on a plateau, an int
+        trains exactly that many epochs.
+
+    Returns
+    -------
+    tuple
+    """
+    if pretrain_epochs != "auto":
+        return (None, 0.0)
+    return (PRETRAIN_PLATEAU_WINDOW, PRETRAIN_PLATEAU_IMPROVEMENT)
 
 
 def resolve_pretrain_epochs(pretrain_epochs, augmented):
-    """Return the number of pretraining epochs that ``pretrain_epochs`` asks for.
+    """Return the most pretraining epochs that ``pretrain_epochs`` asks for.
 
     Parameters
     ----------
@@ -126,6 +148,7 @@ class PretrainingSettings:
 
     network: Network
     epochs: int
+    plateau: tuple
     batch_size: int
     learning_rate: float
     precision: str
@@ -186,6 +209,8 @@ def pretrained_autoencoder_state(X, mean, std, settings, *, data=None, parallel=
         reconstruct_augmented=settings.reconstruct_augmented,
         parallel=parallel,
         callback=callback,
+        plateau_window=settings.plateau[0],
+        plateau_improvement=settings.plateau[1],
     )
     state = {name: tensor.detach().cpu() for name, tensor in autoencoder.state_dict().items()}
     return state, history

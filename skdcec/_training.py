@@ -70,6 +70,8 @@ def pretrain(
     reconstruct_augmented=True,
     parallel=None,
     callback=None,
+    plateau_window=None,
+    plateau_improvement=0.0,
 ):
     """Train the autoencoder alone to reconstruct its input.
 
@@ -106,11 +108,20 @@ def pretrain(
         trains on its part of every batch and the gradients are averaged.
     callback : callable, default=None
         Called as ``callback("pretrain", record)`` after every epoch.
+    plateau_window : int or None, default=None
+        With an int, training stops before ``epochs`` once the mean
+        reconstruction loss of the last ``plateau_window`` epochs is less
+        than ``plateau_improvement`` (relative) below the mean of the
+        ``plateau_window`` epochs before them. ``None`` trains all
+        ``epochs``.
+    plateau_improvement : float, default=0.0
+        Relative improvement between the two windows under which training
+        stops.
 
     Returns
     -------
     list of dict
-        One record per epoch: ``epoch``, ``reconstruction_loss`` and
+        One record per epoch trained: ``epoch``, ``reconstruction_loss`` and
         ``seconds`` (the epoch's wall time).
 
     Raises
@@ -147,7 +158,22 @@ def pretrain(
         history.append(record)
         if callback is not None:
             callback("pretrain", record)
+        if _reconstruction_plateaued(history, plateau_window, plateau_improvement):
+            break
     return history
+
+
+def _reconstruction_plateaued(history, window, improvement):
+    """Whether the mean loss of the last ``window`` epochs is less than ``improvement`` below the window's before.
+
+    Means over windows, not single epochs: on a few hundred images an epoch is
+    two or three mini-batches, and its loss is too noisy to compare alone.
+    """
+    if window is None or len(history) < 2 * window:
+        return False
+    losses = [record["reconstruction_loss"] for record in history[-2 * window :]]
+    before, last = sum(losses[:window]) / window, sum(losses[window:]) / window
+    return before - last < improvement * before
 
 
 @torch.inference_mode()
@@ -222,6 +248,9 @@ class ClusteringResult:
         collapse made training return to the last update before it.
     history : list of dict
         One record per target update.
+    plateaued : bool
+        Whether training stopped because the number of changed labels had
+        not reached a new low for ``n_iter_no_change`` updates.
     """
 
     labels: torch.Tensor
@@ -230,6 +259,7 @@ class ClusteringResult:
     collapsed: bool
     restored_iter: int
     history: list = field(default_factory=list)
+    plateaued: bool = False
 
 
 def train_clustering(
@@ -252,6 +282,8 @@ def train_clustering(
     split_cluster=None,
     parallel=None,
     callback=None,
+    n_iter_no_change=None,
+    warmup=None,
 ):
     """Jointly train autoencoder and centres on ``L_r + gamma * KL(P || Q)``.
 
@@ -259,8 +291,12 @@ def train_clustering(
     the target P derived from it; P then stays fixed until the next update,
     indexed by sample position so that batches can be shuffled. After every
     update but the first, training stops when the fraction of labels that
-    changed since the previous update is below ``tol``. A fresh Adam optimiser
-    drives encoder, decoder and centres.
+    changed since the previous update is below ``tol``, or, with
+    ``n_iter_no_change``, when that number has not fallen below its lowest
+    value so far for ``n_iter_no_change`` updates in a row: on few images in
+    many clusters a handful of borderline images can swap clusters at every
+    update for good, and ``tol`` is then never reached. A fresh Adam
+    optimiser drives encoder, decoder and centres.
 
     With augmentations (DEC-DA), the target P still comes from the clean
     images, while the batch's Q comes from augmented ones; the reconstruction
@@ -326,6 +362,13 @@ def train_clustering(
         same target, labels and decision to stop.
     callback : callable, default=None
         Called as ``callback("clustering", record)`` after every update.
+    n_iter_no_change : int or None, default=None
+        Updates in a row without a new low of the label change after which
+        training stops (``plateaued``); an update with relocations does not
+        count. ``None`` stops on ``tol`` and ``max_iter`` only, as DCEC does.
+    warmup : int or None, default=None
+        Mini-batches over which the learning rate ramps up linearly from the
+        start of the phase; ``None`` ramps over the first ``update_interval``.
 
     Returns
     -------
@@ -342,16 +385,17 @@ def train_clustering(
     # A fresh Adam moves every weight by about the learning rate on its first
     # steps, whatever the gradient, which can wreck the pretrained embedding
     # before the target has a say; ramp the rate up over the first interval.
-    warmup = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: min(1.0, (step + 1) / update_interval)
-    )
+    warmup_steps = update_interval if warmup is None else max(1, warmup)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: min(1.0, (step + 1) / warmup_steps))
     n_clusters = clustering_layer.centers.shape[0]
     history = []
     previous_labels = previous_iteration = None
     initial_sizes = None
     n_relocations = 0
     healthy_state = None
-    converged = collapsed = False
+    converged = collapsed = plateaued = False
+    fewest_changed = None
+    updates_without_new_low = 0
     reconstruction_total = torch.zeros((), device=data.device)
     clustering_total = torch.zeros((), device=data.device)
     steps_since_update = 0
@@ -400,16 +444,21 @@ def train_clustering(
                 # shorter window than tol was meant for: it cannot count as convergence.
                 full_window = iteration - previous_iteration == update_interval
                 converged = full_window and record["label_change_fraction"] < tol
+                if fewest_changed is None or n_changed < fewest_changed:
+                    fewest_changed, updates_without_new_low = n_changed, 0
+                else:
+                    updates_without_new_low += 1
+                plateaued = n_iter_no_change is not None and updates_without_new_low >= n_iter_no_change
             if parallel is not None:
                 # Every process gathered the same embeddings, so all reach the
                 # same verdict; rank 0's is imposed anyway, so that a
                 # difference in the last bits can never leave one process
                 # training while the others have stopped.
-                collapsed, converged = parallel.broadcast_object((collapsed, converged))
+                collapsed, converged, plateaued = parallel.broadcast_object((collapsed, converged, plateaued))
             history.append(record)
             if callback is not None:
                 callback("clustering", record)
-            if collapsed or converged or iteration >= max_iter:
+            if collapsed or converged or plateaued or iteration >= max_iter:
                 break
             target = target_distribution(q).float()
             previous_labels, previous_iteration = labels, iteration
@@ -439,7 +488,7 @@ def train_clustering(
             # DistributedDataParallel averages the autoencoder's gradients only.
             parallel.average_gradient(clustering_layer.centers)
         optimizer.step()
-        warmup.step()
+        scheduler.step()
         reconstruction_total += reconstruction_loss.detach()
         clustering_total += cluster_loss.detach()
         steps_since_update += 1
@@ -449,7 +498,7 @@ def train_clustering(
     if collapsed:
         state, labels, restored_iter = healthy_state
         modules.load_state_dict(state)
-    return ClusteringResult(labels, iteration, converged, collapsed, restored_iter, history)
+    return ClusteringResult(labels, iteration, converged, collapsed, restored_iter, history, plateaued)
 
 
 def _assign(clustering_layer, z):

@@ -82,40 +82,48 @@ def _integer(minimum):
     return parse
 
 
-def _epochs(text):
-    """``auto`` or a number of epochs, for ``--pretrain-epochs``."""
-    if text == "auto":
-        return text
-    try:
-        return _integer(0)(text)
-    except argparse.ArgumentTypeError:
-        raise argparse.ArgumentTypeError(
-            f"invalid value {text!r}: give a number of epochs (0 or more) or auto"
-        ) from None
+def _or_auto(minimum, what):
+    """An integer of at least ``minimum``, or ``auto``."""
+
+    def parse(text):
+        if text == "auto":
+            return text
+        try:
+            return _integer(minimum)(text)
+        except argparse.ArgumentTypeError:
+            raise argparse.ArgumentTypeError(
+                f"invalid value {text!r}: give a number of {what} ({minimum} or more) or auto"
+            ) from None
+
+    parse.__name__ = f"integer >= {minimum} or auto"
+    return parse
 
 
 def _add_training_options(parser, defaults):
     group = parser.add_argument_group("training")
     group.add_argument(
         "--pretrain-epochs",
-        type=_epochs,
+        type=_or_auto(0, "epochs"),
         default=defaults["pretrain_epochs"],
         metavar="N",
-        help="epochs of autoencoder pretraining; auto is 200, or 500 with --augment (default: %(default)s)",
+        help="epochs of autoencoder pretraining; auto is at most 200, or 500 with --augment, and stops "
+        "once the reconstruction stops improving (default: %(default)s)",
     )
     group.add_argument(
         "--max-iter",
-        type=_integer(0),
+        type=_or_auto(0, "mini-batches"),
         default=defaults["max_iter"],
         metavar="N",
-        help="most mini-batches of joint clustering training (default: %(default)s)",
+        help="most mini-batches of joint clustering training; auto is 73 passes over the images, at most "
+        "DCEC's 20000 (default: %(default)s)",
     )
     group.add_argument(
         "--update-interval",
-        type=_integer(1),
+        type=_or_auto(1, "mini-batches"),
         default=defaults["update_interval"],
         metavar="N",
-        help="mini-batches between updates of the target distribution (default: %(default)s)",
+        help="mini-batches between updates of the target distribution; auto is one pass over the images, "
+        "at most DCEC's 140 (default: %(default)s)",
     )
     group.add_argument(
         "--batch-size",

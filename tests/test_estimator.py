@@ -610,8 +610,12 @@ def test_reconstruction_target_matters_with_augment_only(rgb_images, quick_param
 
 
 @pytest.mark.parametrize("augment, epochs", [(False, 200), (True, 500), ((), 200)])
-def test_auto_pretrain_epochs_are_dcec_s_or_dec_da_s(augment, epochs, quick_params, one_thread):
-    """pretrain_epochs="auto" pretrains 500 epochs with augmentation (DEC-DA), 200 without (DCEC)."""
+def test_auto_pretrain_epochs_are_dcec_s_or_dec_da_s(augment, epochs, quick_params, one_thread, monkeypatch):
+    """pretrain_epochs="auto" pretrains at most 500 epochs with augmentation (DEC-DA), 200 without (DCEC)."""
+    from skdcec import _pretraining
+
+    # A window longer than the run: the plateau rule never stops it.
+    monkeypatch.setattr(_pretraining, "PRETRAIN_PLATEAU_WINDOW", 1000)
     params = {**quick_params, "pretrain_epochs": "auto", "max_iter": 0}
     params.update(filters=(2, 2, 2), embedding_dim=2)
     est = _fit(np.random.default_rng(0).uniform(size=(8, 4, 4)), 2, augment=augment, **params)
@@ -823,3 +827,41 @@ def test_dense_autoencoder_errors_name_the_fix(params, message, quick_params):
     """Augmenting vectors and bad widths are ValueErrors that say what to do instead."""
     with pytest.raises(ValueError, match=message):
         _fit(np.random.default_rng(0).uniform(size=(30, 16)), **params, **quick_params)
+
+
+@pytest.mark.parametrize("pretrain_epochs, expected", [("auto", 40), (50, 50)])
+def test_auto_pretraining_stops_on_a_plateau_and_an_int_does_not(
+    pretrain_epochs, expected, quick_params, one_thread
+):
+    """With a learning rate too small to move the loss, "auto" stops after two windows; an int trains on."""
+    params = {**quick_params, "pretrain_epochs": pretrain_epochs, "max_iter": 0, "learning_rate": 1e-12}
+    params.update(filters=(2, 2, 2), embedding_dim=2)
+    est = _fit(np.random.default_rng(0).uniform(size=(8, 4, 4)), 2, **params)
+    assert len(est.history_["pretrain"]) == expected
+
+
+@pytest.mark.parametrize(
+    "max_iter, update_interval, n_samples, expected",
+    [
+        ("auto", "auto", 400, (146, 2, 14)),  # 73 passes of 2 batches, an update every pass
+        ("auto", "auto", 9298, (2701, 37, 140)),
+        ("auto", "auto", 70000, (20000, 140, 140)),  # DCEC's MNIST figures
+        (20000, 140, 400, (20000, 140, 140)),  # DCEC's own setting, one parameter away
+        (40, 10, 400, (40, 10, 10)),
+    ],
+)
+def test_joint_schedule_scales_with_the_data(max_iter, update_interval, n_samples, expected):
+    """max_iter and update_interval "auto" count passes over the data, capped at DCEC's figures."""
+    from skdcec._fitting import resolve_joint_schedule
+
+    assert resolve_joint_schedule(max_iter, update_interval, n_samples, 256) == expected
+
+
+def test_default_joint_phase_is_counted_in_passes(digits, one_thread):
+    """With the defaults, 100 images train at most 73 passes of one mini-batch each."""
+    est = DeepConvEmbeddingClustering(3, pretrain_epochs=2, n_init=2, device="cpu", random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        est.fit(digits[0][:100].reshape(-1, 8, 8))
+    assert est.n_iter_ <= 73
+    assert est.get_params()["max_iter"] == "auto"

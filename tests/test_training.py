@@ -418,3 +418,70 @@ def test_no_centre_is_reseeded_at_the_final_update():
     result = train_clustering(model, layer, data, callback=remember, **_clustering_kwargs(tol=0.0, max_iter=20))
     assert result.n_iter == 20 and "relocations" not in result.history[-1]
     assert torch.equal(layer.centers.detach(), centers_before[20])
+
+
+def test_plateau_of_the_label_change_stops_training():
+    """With n_iter_no_change, updates without a new low of changed labels stop training, unconverged."""
+    model, data = _setup(_blobs())
+    # Changed labels per update: 4, 2 (new lows), then 3, 2, 3: three updates without a new low.
+    script = _flip_script([0, 4, 2, 3, 2, 3, 2, 3, 2, 3])
+    layer = _ScriptedLayer(_centers(model, data), script)
+    kwargs = _clustering_kwargs(tol=1e-3, max_iter=1000, n_iter_no_change=3)
+    result = train_clustering(model, layer, data, **kwargs)
+    changes = [r["label_change_fraction"] for r in result.history]
+    assert changes == [None, 4 / 40, 2 / 40, 3 / 40, 2 / 40, 3 / 40]
+    assert result.plateaued and not result.converged and result.n_iter == 50
+
+
+def test_without_n_iter_no_change_a_plateau_runs_on():
+    """n_iter_no_change=None is DCEC's rule: a lasting swap of a few labels runs on to max_iter."""
+    model, data = _setup(_blobs())
+    layer = _ScriptedLayer(_centers(model, data), _flip_script([0, 4, 2, 3, 2, 3, 2, 3, 2, 3]))
+    result = train_clustering(model, layer, data, **_clustering_kwargs(max_iter=90, n_iter_no_change=None))
+    assert not result.plateaued and not result.converged and result.n_iter == 90
+
+
+def test_warmup_ramps_the_learning_rate_over_its_own_length(monkeypatch):
+    """The learning rate reaches its full value after ``warmup`` mini-batches, not ``update_interval``."""
+    rates = []
+    original = torch.optim.Adam.step
+
+    def spy(self, *args, **kwargs):
+        rates.append(self.param_groups[0]["lr"])
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.optim.Adam, "step", spy)
+    model, data = _setup(_blobs())
+    layer = ClusteringLayer(_centers(model, data))
+    train_clustering(model, layer, data, **_clustering_kwargs(tol=0.0, max_iter=30, warmup=20))
+    assert rates[:20] == pytest.approx([1e-3 * (step + 1) / 20 for step in range(20)])
+    assert rates[20:] == pytest.approx([1e-3] * 10)
+
+
+def test_pretraining_stops_when_the_loss_plateaus():
+    """A loss that no longer improves by the asked fraction over the window ends pretraining early."""
+    model, data = _setup(_blobs())
+    history = pretrain(
+        model, data, epochs=50, batch_size=8, learning_rate=1e-12, generator=_generator(),
+        plateau_window=3, plateau_improvement=0.01,
+    )
+    # The loss is flat from the start: the first check, after two windows of 3 epochs, stops.
+    assert len(history) == 6
+
+
+@pytest.mark.parametrize(
+    "losses, expected",
+    [
+        ([1.0, 1.0, 0.85, 0.85], False),  # 15 % better: not below the threshold of 10 %
+        ([2.0, 1.0, 0.9, 0.9], False),  # 40 % better than the first window's mean
+        ([1.0, 1.0, 0.95, 0.95], True),
+        ([1.0, 1.0, 1.1, 1.2], True),  # worse
+        ([1.0, 1.0, 1.0], False),  # no verdict before two full windows
+        ([9.0, 1.0, 1.0, 0.99, 0.99], True),  # only the last two windows count
+    ],
+)
+def test_reconstruction_plateau_rule(losses, expected):
+    """Mean of the last window against the window before, strictly below the threshold."""
+    history = [{"reconstruction_loss": loss} for loss in losses]
+    assert _training._reconstruction_plateaued(history, 2, 0.1) is expected
+    assert _training._reconstruction_plateaued(history, None, 0.1) is False
