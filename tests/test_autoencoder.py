@@ -127,3 +127,18 @@ def test_dense_encoder_sees_every_value():
     x = torch.randn(1, 1, 1, 20, requires_grad=True)
     model.encode(x).sum().backward()
     assert (x.grad != 0).all()
+
+
+def test_dense_input_dropout_denoises_in_training_only():
+    """input_dropout zeroes inputs in training mode, never in eval mode, and adds no weights."""
+    torch.manual_seed(0)
+    model = DenseAutoencoder((1, 200, 1), (), embedding_dim=200, input_dropout=0.5)
+    with torch.no_grad():
+        model.encoder[1].weight.copy_(torch.eye(200))
+        model.encoder[1].bias.zero_()
+    x = torch.ones(4, 1, 1, 200)
+    seen = model.encode(x)
+    assert 0.3 < (seen == 0).float().mean() < 0.7
+    assert set(seen[seen != 0].tolist()) == {2.0}, "kept values are scaled up by 1 / (1 - p)"
+    torch.testing.assert_close(model.eval().encode(x), x.reshape(4, 200))
+    assert model.state_dict().keys() == DenseAutoencoder((1, 200, 1), (), embedding_dim=200).state_dict().keys()

@@ -815,6 +815,26 @@ def test_dense_autoencoder_clusters_separated_vectors(quick_params):
     assert adjusted_rand_score(y, est.labels_) > 0.95
 
 
+def test_dense_pretraining_denoises_and_the_fitted_network_sees_clean_input(monkeypatch, quick_params):
+    """The dense autoencoder pretrains with DEC's input dropout; joint phase and inference have none."""
+    from skdcec import _pretraining
+
+    pretrained = []
+    original = _pretraining.pretrain
+
+    def spy(autoencoder, data, **kwargs):
+        pretrained.append(autoencoder.input_dropout)
+        return original(autoencoder, data, **kwargs)
+
+    monkeypatch.setattr(_pretraining, "pretrain", spy)
+    X = np.random.default_rng(0).uniform(size=(40, 12))
+    est = _fit(X, **quick_params)
+    assert pretrained == [_pretraining.DENSE_INPUT_DROPOUT] and pretrained[0] > 0
+    assert est.autoencoder_.input_dropout == 0.0
+    assert pickle.loads(pickle.dumps(est)).autoencoder_.input_dropout == 0.0
+    np.testing.assert_array_equal(est.transform(X), est.transform(X))
+
+
 @pytest.mark.parametrize(
     "params, message",
     [
