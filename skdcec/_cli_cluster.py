@@ -10,6 +10,7 @@ import numpy as np
 from sklearn.decomposition import PCA
 from sklearn.pipeline import Pipeline
 
+from skdcec import DeepConvEmbeddingClustering
 from skdcec._cli_files import (
     MODEL_FOLDER,
     SUMMARY_FILE,
@@ -33,7 +34,6 @@ from skdcec._cli_output import (
     save_figure,
     writes_output,
 )
-from skdcec._estimator import DeepConvEmbeddingClustering
 from skdcec._files import atomic_folder, plain_json, write_json
 from skdcec._fitted import storable_params
 from skdcec._version import __version__

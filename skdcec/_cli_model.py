@@ -9,6 +9,7 @@ from pathlib import PurePath
 import numpy as np
 from sklearn.pipeline import Pipeline
 
+from skdcec import load
 from skdcec._cli_files import (
     MODEL_FOLDER,
     check_new_output,
@@ -19,7 +20,6 @@ from skdcec._cli_files import (
 )
 from skdcec._cli_output import UserError, check_device, pyplot_for_files
 from skdcec._files import write_file_atomically
-from skdcec._loading import load
 from skdcec._persistence import MANIFEST_FILE
 from skdcec._text import shorten
 from skdcec.features import PretrainedFeatures

@@ -15,10 +15,10 @@ import signal
 import sys
 import threading
 
+from skdcec import DeepConvEmbeddingClustering
 from skdcec._cli_cluster import DEMO_SETTINGS, PIXEL_SIDE, cluster_command, demo_command
 from skdcec._cli_model import predict_command, similar_command
 from skdcec._cli_output import Reporter, UserError, one_line, writes_output
-from skdcec._estimator import DeepConvEmbeddingClustering
 from skdcec._version import __version__
 from skdcec.features import NAMED_BACKBONES
 
