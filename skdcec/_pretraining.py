@@ -207,24 +207,27 @@ def pretrained_autoencoder_state(X, mean, std, settings, *, data=None, parallel=
     device = torch.device(settings.device)
     seed = settings.seed
     input_dropout = DENSE_INPUT_DROPOUT if settings.network.kind == "dense" else 0.0
+    # The initial weights and the input dropout's masks come from torch's
+    # global generator: seed it for the whole pretraining, so that the same
+    # seed gives the same network, and leave the caller's state as it was.
     with seeded_global_rng(seed, device):
         autoencoder = place_module(settings.network.build(input_dropout), device)
-    history = pretrain(
-        torch.compile(autoencoder) if settings.compile else autoencoder,
-        data,
-        epochs=settings.epochs,
-        batch_size=settings.batch_size,
-        learning_rate=settings.learning_rate,
-        generator=make_generator(seed, torch.device("cpu")),
-        precision=autocast_dtype(settings.precision, device),
-        augmentations=frozenset(settings.augmentations),
-        augment_generator=make_generator(seed if parallel is None else parallel.rank_seed(seed), device),
-        reconstruct_augmented=settings.reconstruct_augmented,
-        parallel=parallel,
-        callback=callback,
-        plateau_window=settings.plateau[0],
-        plateau_improvement=settings.plateau[1],
-    )
+        history = pretrain(
+            torch.compile(autoencoder) if settings.compile else autoencoder,
+            data,
+            epochs=settings.epochs,
+            batch_size=settings.batch_size,
+            learning_rate=settings.learning_rate,
+            generator=make_generator(seed, torch.device("cpu")),
+            precision=autocast_dtype(settings.precision, device),
+            augmentations=frozenset(settings.augmentations),
+            augment_generator=make_generator(seed if parallel is None else parallel.rank_seed(seed), device),
+            reconstruct_augmented=settings.reconstruct_augmented,
+            parallel=parallel,
+            callback=callback,
+            plateau_window=settings.plateau[0],
+            plateau_improvement=settings.plateau[1],
+        )
     state = {name: tensor.detach().cpu() for name, tensor in autoencoder.state_dict().items()}
     return state, history
 
