@@ -318,12 +318,15 @@ class DeepConvEmbeddingClustering(ClassNamePrefixFeaturesOutMixin, TransformerMi
     tol : float, default=1e-3
         Joint training stops when fewer than this fraction of labels changed
         between two target updates.
-    n_iter_no_change : int or None, default=5
-        Joint training also stops when the number of labels that changed
-        between two target updates has not fallen below its lowest value so
-        far for this many updates in a row: on a few hundred images in many
-        clusters, a handful of borderline images can keep swapping clusters,
-        and ``tol`` is never reached. ``None`` stops on ``tol`` and
+    n_iter_no_change : int or None, default=None
+        With an int, joint training also stops when the number of labels
+        that changed between two target updates has not fallen below its
+        lowest value so far for this many updates in a row: on a few hundred
+        images in many clusters a handful of borderline images can keep
+        swapping clusters, and ``tol`` is never reached. It trades quality
+        for time: on the 8x8 digits (seed 0) 5 stopped after 10 passes at NMI
+        0.794, 20 after 25 passes at 0.811, and ``None`` ran the 73 passes of
+        ``max_iter="auto"`` to 0.830. ``None`` stops on ``tol`` and
         ``max_iter`` only, as DCEC does.
     batch_size : int, default=256
         Images per mini-batch.
@@ -511,7 +514,7 @@ class DeepConvEmbeddingClustering(ClassNamePrefixFeaturesOutMixin, TransformerMi
         max_iter="auto",
         update_interval="auto",
         tol=1e-3,
-        n_iter_no_change=5,
+        n_iter_no_change=None,
         batch_size=256,
         learning_rate=1e-3,
         n_init=20,
@@ -787,9 +790,8 @@ class DeepConvEmbeddingClustering(ClassNamePrefixFeaturesOutMixin, TransformerMi
         elif not (result.converged or result.plateaued):
             warnings.warn(
                 f"Joint training reached max_iter={max_iter} mini-batches (max_iter={self.max_iter!r}) "
-                f"before fewer than tol={self.tol} of the labels changed between updates, or the "
-                f"change stopped falling for n_iter_no_change={self.n_iter_no_change} updates. "
-                "Increase max_iter or tol.",
+                f"before fewer than tol={self.tol} of the labels changed between updates. "
+                "Increase max_iter or tol, or set n_iter_no_change.",
                 ConvergenceWarning,
             )
         if (sizes == 0).any() and not result.collapsed:
