@@ -22,7 +22,8 @@ Usage::
     python benchmarks/bench_scaling.py --plot-from scaling.json --plot docs/_static/scaling.png
 
 The JSON is rewritten after every fit, so a stopped run keeps the points it
-finished; ``--plot-from`` draws the plot of a saved run.
+finished; ``--plot-from`` draws the plot of saved runs (the two paths can run
+as two processes, ``--paths pixel`` and ``--paths feature``).
 """
 
 import argparse
@@ -135,10 +136,12 @@ def main():
     parser.add_argument("--json", help="write the results here")
     parser.add_argument("--csv", help="write the results here as CSV")
     parser.add_argument("--plot", help="write the log-log plot here (PNG)")
-    parser.add_argument("--plot-from", help="plot this saved JSON report instead of running")
+    parser.add_argument("--plot-from", nargs="+", metavar="JSON", help="plot these saved reports instead of running")
     args = parser.parse_args()
     if args.plot_from:
-        plot(json.loads(pathlib.Path(args.plot_from).read_text()), args.plot)
+        reports = [json.loads(pathlib.Path(path).read_text()) for path in args.plot_from]
+        merged = {**reports[0], "points": [point for report in reports for point in report["points"]]}
+        plot(merged, args.plot)
         return
     if args.usps is None:
         raise SystemExit("--usps PATH is needed")
