@@ -83,8 +83,19 @@ def write_outputs(report, args):
         partial.write_text(json.dumps(report, indent=2))
         partial.replace(path)
     if args.csv:
-        fields = ["path", "n_samples", "features_seconds", "fit_seconds", "pretrain_seconds", "joint_seconds",
-                  "cpu_seconds", "pretrain_epochs", "joint_iterations", "target_updates", "nmi"]
+        fields = [
+            "path",
+            "n_samples",
+            "features_seconds",
+            "fit_seconds",
+            "pretrain_seconds",
+            "joint_seconds",
+            "cpu_seconds",
+            "pretrain_epochs",
+            "joint_iterations",
+            "target_updates",
+            "nmi",
+        ]
         with open(args.csv, "w", newline="") as handle:
             writer = csv.DictWriter(handle, fields, extrasaction="ignore")
             writer.writeheader()
@@ -106,8 +117,12 @@ def plot(report, path):
             continue
         n = [p["n_samples"] for p in points]
         ax.plot(n, [p["fit_seconds"] for p in points], "o-", color=color, label=f"{label}: fit")
-        ax.plot(n, [p["pretrain_seconds"] for p in points], "s--", color=color, alpha=0.6, label="  pretraining")
-        ax.plot(n, [p["joint_seconds"] for p in points], "^:", color=color, alpha=0.6, label="  k-means + joint")
+        ax.plot(
+            n, [p["pretrain_seconds"] for p in points], "s--", color=color, alpha=0.6, label="  pretraining"
+        )
+        ax.plot(
+            n, [p["joint_seconds"] for p in points], "^:", color=color, alpha=0.6, label="  k-means + joint"
+        )
         if kind == "feature":
             ax.plot(n, [p["features_seconds"] for p in points], "x-.", color="C2", label="feature extraction")
     all_n = np.array(sorted({p["n_samples"] for p in report["points"]}), dtype=float)
@@ -126,7 +141,9 @@ def plot(report, path):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--usps", help="path of usps.npz (images, labels)")
     parser.add_argument("--sizes", type=int, nargs="+", default=[400, 1250, 5000, 9298])
     parser.add_argument("--paths", nargs="+", default=["pixel", "feature"], choices=["pixel", "feature"])
@@ -136,7 +153,9 @@ def main():
     parser.add_argument("--json", help="write the results here")
     parser.add_argument("--csv", help="write the results here as CSV")
     parser.add_argument("--plot", help="write the log-log plot here (PNG)")
-    parser.add_argument("--plot-from", nargs="+", metavar="JSON", help="plot these saved reports instead of running")
+    parser.add_argument(
+        "--plot-from", nargs="+", metavar="JSON", help="plot these saved reports instead of running"
+    )
     args = parser.parse_args()
     if args.plot_from:
         reports = [json.loads(pathlib.Path(path).read_text()) for path in args.plot_from]
