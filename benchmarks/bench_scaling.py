@@ -189,7 +189,8 @@ def main():
             point.update(timed_fit(images, labels, 10, args.seed, args.device))
             report["points"].append(point)
             print(
-                f"{kind} n={n}: fit {point['fit_seconds']:.1f}s (pretraining {point['pretrain_seconds']:.1f}s, "
+                f"{kind} n={n}: fit {point['fit_seconds']:.1f}s "
+                f"(pretraining {point['pretrain_seconds']:.1f}s, "
                 f"{point['pretrain_epochs']} epochs; joint {point['joint_seconds']:.1f}s, "
                 f"{point['joint_iterations']} mini-batches), features {features_seconds:.1f}s, "
                 f"NMI {point['nmi']:.3f}",
