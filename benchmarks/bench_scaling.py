@@ -132,7 +132,7 @@ def plot(report, path):
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("images (USPS digits)")
-    ax.set_ylabel("seconds")
+    ax.set_ylabel("wall-clock seconds")
     ax.set_title(f"skdcec {report['skdcec']} defaults, {report['threads']} CPU threads")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=7)
