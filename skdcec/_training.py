@@ -72,6 +72,7 @@ def pretrain(
     callback=None,
     plateau_window=None,
     plateau_improvement=0.0,
+    plateau_min_epochs=0,
 ):
     """Train the autoencoder alone to reconstruct its input.
 
@@ -117,6 +118,10 @@ def pretrain(
     plateau_improvement : float, default=0.0
         Relative improvement between the two windows under which training
         stops.
+    plateau_min_epochs : int, default=0
+        Epochs trained before the plateau rule applies: early in training an
+        autoencoder can sit on a plateau (reconstructing little more than
+        the mean image) before its loss falls again.
 
     Returns
     -------
@@ -158,7 +163,9 @@ def pretrain(
         history.append(record)
         if callback is not None:
             callback("pretrain", record)
-        if _reconstruction_plateaued(history, plateau_window, plateau_improvement):
+        if epoch + 1 >= plateau_min_epochs and _reconstruction_plateaued(
+            history, plateau_window, plateau_improvement
+        ):
             break
     return history
 
