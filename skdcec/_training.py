@@ -171,7 +171,7 @@ def pretrain(
 
 
 def _reconstruction_plateaued(history, window, improvement):
-    """Whether the mean loss of the last ``window`` epochs is less than ``improvement`` below the window's before.
+    """Whether the last ``window`` epochs' mean loss is less than ``improvement`` below the window before.
 
     Means over windows, not single epochs: on a few hundred images an epoch is
     two or three mini-batches, and its loss is too noisy to compare alone.
