@@ -22,7 +22,8 @@ Usage::
     python benchmarks/bench_scaling.py --plot-from scaling.json --plot docs/_static/scaling.png
 
 The JSON is rewritten after every fit, so a stopped run keeps the points it
-finished; ``--plot-from`` draws the plot of a saved run.
+finished; ``--plot-from`` draws the plot of saved runs (the two paths can run
+as two processes, ``--paths pixel`` and ``--paths feature``).
 """
 
 import argparse
@@ -82,8 +83,19 @@ def write_outputs(report, args):
         partial.write_text(json.dumps(report, indent=2))
         partial.replace(path)
     if args.csv:
-        fields = ["path", "n_samples", "features_seconds", "fit_seconds", "pretrain_seconds", "joint_seconds",
-                  "cpu_seconds", "pretrain_epochs", "joint_iterations", "target_updates", "nmi"]
+        fields = [
+            "path",
+            "n_samples",
+            "features_seconds",
+            "fit_seconds",
+            "pretrain_seconds",
+            "joint_seconds",
+            "cpu_seconds",
+            "pretrain_epochs",
+            "joint_iterations",
+            "target_updates",
+            "nmi",
+        ]
         with open(args.csv, "w", newline="") as handle:
             writer = csv.DictWriter(handle, fields, extrasaction="ignore")
             writer.writeheader()
@@ -105,8 +117,13 @@ def plot(report, path):
             continue
         n = [p["n_samples"] for p in points]
         ax.plot(n, [p["fit_seconds"] for p in points], "o-", color=color, label=f"{label}: fit")
-        ax.plot(n, [p["pretrain_seconds"] for p in points], "s--", color=color, alpha=0.6, label="  pretraining")
-        ax.plot(n, [p["joint_seconds"] for p in points], "^:", color=color, alpha=0.6, label="  k-means + joint")
+        ax.plot(n, [p["cpu_seconds"] for p in points], "D-", color=color, lw=2.5, label="  fit, CPU seconds")
+        ax.plot(
+            n, [p["pretrain_seconds"] for p in points], "s--", color=color, alpha=0.6, label="  pretraining"
+        )
+        ax.plot(
+            n, [p["joint_seconds"] for p in points], "^:", color=color, alpha=0.6, label="  k-means + joint"
+        )
         if kind == "feature":
             ax.plot(n, [p["features_seconds"] for p in points], "x-.", color="C2", label="feature extraction")
     all_n = np.array(sorted({p["n_samples"] for p in report["points"]}), dtype=float)
@@ -116,7 +133,7 @@ def plot(report, path):
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("images (USPS digits)")
-    ax.set_ylabel("seconds")
+    ax.set_ylabel("seconds (wall-clock unless marked CPU)")
     ax.set_title(f"skdcec {report['skdcec']} defaults, {report['threads']} CPU threads")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=7)
@@ -125,7 +142,9 @@ def plot(report, path):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--usps", help="path of usps.npz (images, labels)")
     parser.add_argument("--sizes", type=int, nargs="+", default=[400, 1250, 5000, 9298])
     parser.add_argument("--paths", nargs="+", default=["pixel", "feature"], choices=["pixel", "feature"])
@@ -135,10 +154,14 @@ def main():
     parser.add_argument("--json", help="write the results here")
     parser.add_argument("--csv", help="write the results here as CSV")
     parser.add_argument("--plot", help="write the log-log plot here (PNG)")
-    parser.add_argument("--plot-from", help="plot this saved JSON report instead of running")
+    parser.add_argument(
+        "--plot-from", nargs="+", metavar="JSON", help="plot these saved reports instead of running"
+    )
     args = parser.parse_args()
     if args.plot_from:
-        plot(json.loads(pathlib.Path(args.plot_from).read_text()), args.plot)
+        reports = [json.loads(pathlib.Path(path).read_text()) for path in args.plot_from]
+        merged = {**reports[0], "points": [point for report in reports for point in report["points"]]}
+        plot(merged, args.plot)
         return
     if args.usps is None:
         raise SystemExit("--usps PATH is needed")
@@ -167,7 +190,8 @@ def main():
             point.update(timed_fit(images, labels, 10, args.seed, args.device))
             report["points"].append(point)
             print(
-                f"{kind} n={n}: fit {point['fit_seconds']:.1f}s (pretraining {point['pretrain_seconds']:.1f}s, "
+                f"{kind} n={n}: fit {point['fit_seconds']:.1f}s "
+                f"(pretraining {point['pretrain_seconds']:.1f}s, "
                 f"{point['pretrain_epochs']} epochs; joint {point['joint_seconds']:.1f}s, "
                 f"{point['joint_iterations']} mini-batches), features {features_seconds:.1f}s, "
                 f"NMI {point['nmi']:.3f}",

@@ -96,13 +96,14 @@ class DeepConvEmbeddingClustering(
         ever-new transformed copies is a harder task that keeps improving the
         embedding well past 200 epochs: on USPS, 500 epochs took the
         augmented clustering from ACC 0.89 to 0.99 on the same seed), and
-        stops earlier once the mean reconstruction loss of 20 epochs is less
-        than 5 % below that of the 20 before. An int trains exactly that many
-        epochs (DCEC: 200).
+        stops earlier, though not before half of them, once the mean
+        reconstruction loss of 20 epochs is less than 5 % below that of the
+        20 before. An int trains exactly that many epochs (DCEC: 200).
     max_iter : int or "auto", default="auto"
-        Most mini-batches of joint training. ``"auto"`` is 73 passes over the
-        data, DCEC's budget on MNIST, and at most DCEC's 20,000 mini-batches.
-        DCEC's own setting is ``max_iter=20000``.
+        Most mini-batches of joint training. ``"auto"`` is a number of
+        passes over the data (see the user guide's *Budgets that scale with
+        the data*), at most DCEC's 20,000 mini-batches. DCEC's own setting
+        is ``max_iter=20000``.
     update_interval : int or "auto", default="auto"
         Mini-batches between recomputations of the target distribution on
         all samples. ``"auto"`` is one pass over the data, at most DCEC's
@@ -110,13 +111,14 @@ class DeepConvEmbeddingClustering(
     tol : float, default=1e-3
         Joint training stops when fewer than this fraction of labels changed
         between two target updates.
-    n_iter_no_change : int or None, default=5
-        Joint training also stops when the number of labels that changed
-        between two target updates has not fallen below its lowest value so
-        far for this many updates in a row: on a few hundred images in many
-        clusters, a handful of borderline images can keep swapping clusters,
-        and ``tol`` is never reached. ``None`` stops on ``tol`` and
-        ``max_iter`` only, as DCEC does.
+    n_iter_no_change : int or None, default=None
+        With an int, joint training also stops when the number of labels
+        that changed between two target updates has not fallen below its
+        lowest value so far for this many updates in a row: on a few hundred
+        images in many clusters a handful of borderline images can keep
+        swapping clusters, and ``tol`` is never reached. It trades quality
+        for time (on the digits, 5 stopped after 10 passes at NMI 0.794).
+        ``None`` stops on ``tol`` and ``max_iter`` only, as DCEC does.
     batch_size : int, default=256
         Images per mini-batch.
     learning_rate : float, default=1e-3
@@ -295,7 +297,7 @@ class DeepConvEmbeddingClustering(
         max_iter="auto",
         update_interval="auto",
         tol=1e-3,
-        n_iter_no_change=5,
+        n_iter_no_change=None,
         batch_size=256,
         learning_rate=1e-3,
         n_init=20,

@@ -222,7 +222,7 @@ def fit_model(X, image_shape, input_ndim, params, *, n_features_in, feature_name
     settings = PretrainingSettings(
         network=network,
         epochs=pretrain_epochs,
-        plateau=pretrain_plateau(params["pretrain_epochs"]),
+        plateau=pretrain_plateau(params["pretrain_epochs"], pretrain_epochs),
         batch_size=params["batch_size"],
         learning_rate=params["learning_rate"],
         precision=params["precision"],
@@ -322,9 +322,8 @@ def _warn_about_convergence(result, labels, params, max_iter):
     elif not (result.converged or result.plateaued):
         warnings.warn(
             f"Joint training reached max_iter={max_iter} mini-batches (max_iter={params['max_iter']!r}) "
-            f"before fewer than tol={params['tol']} of the labels changed between updates, or the "
-            f"change stopped falling for n_iter_no_change={params['n_iter_no_change']} updates. "
-            "Increase max_iter or tol.",
+            f"before fewer than tol={params['tol']} of the labels changed between updates. "
+            "Increase max_iter or tol, or set n_iter_no_change.",
             ConvergenceWarning,
         )
     if (sizes == 0).any() and not result.collapsed:

@@ -23,22 +23,25 @@ PRETRAIN_PLATEAU_IMPROVEMENT = 0.05
 DENSE_INPUT_DROPOUT = 0.2
 
 
-def pretrain_plateau(pretrain_epochs):
-    """The plateau rule ``pretrain_epochs`` asks for: ``(window, improvement)``, or ``(None, 0.0)`` for none.
+def pretrain_plateau(pretrain_epochs, epochs):
+    """The plateau rule ``pretrain_epochs`` asks for: ``(window, improvement, min_epochs)``.
 
     Parameters
     ----------
     pretrain_epochs : int or "auto"
-        The estimator's parameter: ``"auto"`` stops on a plateau, an int
-        trains exactly that many epochs.
+        The estimator's parameter: ``"auto"`` stops on a plateau, though
+        never before half of the ``epochs`` (early plateaus of the loss
+        end); an int trains exactly that many epochs, ``(None, 0.0, 0)``.
+    epochs : int
+        The most epochs.
 
     Returns
     -------
     tuple
     """
     if pretrain_epochs != "auto":
-        return (None, 0.0)
-    return (PRETRAIN_PLATEAU_WINDOW, PRETRAIN_PLATEAU_IMPROVEMENT)
+        return (None, 0.0, 0)
+    return (PRETRAIN_PLATEAU_WINDOW, PRETRAIN_PLATEAU_IMPROVEMENT, epochs // 2)
 
 
 def resolve_pretrain_epochs(pretrain_epochs, augmented):
@@ -227,6 +230,7 @@ def pretrained_autoencoder_state(X, mean, std, settings, *, data=None, parallel=
             callback=callback,
             plateau_window=settings.plateau[0],
             plateau_improvement=settings.plateau[1],
+            plateau_min_epochs=settings.plateau[2],
         )
     state = {name: tensor.detach().cpu() for name, tensor in autoencoder.state_dict().items()}
     return state, history

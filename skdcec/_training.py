@@ -72,6 +72,7 @@ def pretrain(
     callback=None,
     plateau_window=None,
     plateau_improvement=0.0,
+    plateau_min_epochs=0,
 ):
     """Train the autoencoder alone to reconstruct its input.
 
@@ -117,6 +118,10 @@ def pretrain(
     plateau_improvement : float, default=0.0
         Relative improvement between the two windows under which training
         stops.
+    plateau_min_epochs : int, default=0
+        Epochs trained before the plateau rule applies: early in training an
+        autoencoder can sit on a plateau (reconstructing little more than
+        the mean image) before its loss falls again.
 
     Returns
     -------
@@ -158,13 +163,15 @@ def pretrain(
         history.append(record)
         if callback is not None:
             callback("pretrain", record)
-        if _reconstruction_plateaued(history, plateau_window, plateau_improvement):
+        if epoch + 1 >= plateau_min_epochs and _reconstruction_plateaued(
+            history, plateau_window, plateau_improvement
+        ):
             break
     return history
 
 
 def _reconstruction_plateaued(history, window, improvement):
-    """Whether the mean loss of the last ``window`` epochs is less than ``improvement`` below the window's before.
+    """Whether the last ``window`` epochs' mean loss is less than ``improvement`` below the window before.
 
     Means over windows, not single epochs: on a few hundred images an epoch is
     two or three mini-batches, and its loss is too noisy to compare alone.

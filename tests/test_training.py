@@ -485,3 +485,13 @@ def test_reconstruction_plateau_rule(losses, expected):
     history = [{"reconstruction_loss": loss} for loss in losses]
     assert _training._reconstruction_plateaued(history, 2, 0.1) is expected
     assert _training._reconstruction_plateaued(history, None, 0.1) is False
+
+
+def test_pretraining_plateau_waits_for_the_minimum_epochs():
+    """No plateau verdict before plateau_min_epochs, however flat the loss."""
+    model, data = _setup(_blobs())
+    history = pretrain(
+        model, data, epochs=50, batch_size=8, learning_rate=1e-12, generator=_generator(),
+        plateau_window=3, plateau_improvement=0.01, plateau_min_epochs=10,
+    )
+    assert len(history) == 10
