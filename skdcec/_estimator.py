@@ -109,8 +109,13 @@ def _check_values(X):
             )
 
 
-def build_autoencoder(network, image_shape, filters, hidden_layers, embedding_dim, activation, input_dropout=0.0):
-    """A fresh ``"conv"`` (:class:`ConvAutoencoder`) or ``"dense"`` (:class:`DenseAutoencoder`) network."""
+def build_autoencoder(
+    network, image_shape, filters, hidden_layers, embedding_dim, activation, input_dropout=0.0
+):
+    """A fresh ``"conv"`` (:class:`ConvAutoencoder`) or ``"dense"`` (:class:`DenseAutoencoder`) network.
+
+    ``input_dropout`` makes the dense network a denoising one; the convolutional one ignores it.
+    """
     if network == "dense":
         return DenseAutoencoder(image_shape, hidden_layers, embedding_dim, activation, input_dropout)
     return ConvAutoencoder(image_shape, filters, embedding_dim, activation)
@@ -153,7 +158,8 @@ def _pretrained_autoencoder_state(
     """
     device = torch.device(device)
     # Dropout has no weights: autoencoder_from_state rebuilds the same network
-    # without it for the joint phase and inference.
+    # without it for the joint phase and inference. Its masks come from torch's
+    # global generator, seeded for the pretraining and restored after it.
     input_dropout = DENSE_INPUT_DROPOUT if network == "dense" else 0.0
     with seeded_global_rng(seed, device):
         autoencoder = place_module(
@@ -162,20 +168,20 @@ def _pretrained_autoencoder_state(
             ),
             device,
         )
-    history = pretrain(
-        torch.compile(autoencoder) if compile else autoencoder,
-        data,
-        epochs=epochs,
-        batch_size=batch_size,
-        learning_rate=learning_rate,
-        generator=make_generator(seed, torch.device("cpu")),
-        precision=autocast_dtype(precision, device),
-        augmentations=frozenset(augmentations),
-        augment_generator=make_generator(seed if parallel is None else parallel.rank_seed(seed), device),
-        reconstruct_augmented=reconstruct_augmented,
-        parallel=parallel,
-        callback=callback,
-    )
+        history = pretrain(
+            torch.compile(autoencoder) if compile else autoencoder,
+            data,
+            epochs=epochs,
+            batch_size=batch_size,
+            learning_rate=learning_rate,
+            generator=make_generator(seed, torch.device("cpu")),
+            precision=autocast_dtype(precision, device),
+            augmentations=frozenset(augmentations),
+            augment_generator=make_generator(seed if parallel is None else parallel.rank_seed(seed), device),
+            reconstruct_augmented=reconstruct_augmented,
+            parallel=parallel,
+            callback=callback,
+        )
     state = {name: tensor.detach().cpu() for name, tensor in autoencoder.state_dict().items()}
     return state, history
 
