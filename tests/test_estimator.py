@@ -885,3 +885,12 @@ def test_default_joint_phase_is_counted_in_passes(digits, one_thread):
         est.fit(digits[0][:100].reshape(-1, 8, 8))
     assert est.n_iter_ <= 73
     assert est.get_params()["max_iter"] == "auto"
+
+
+def test_dense_fits_with_one_seed_agree_and_keep_the_global_generator(quick_params, one_thread):
+    """The denoising pretraining's dropout is seeded: same random_state, same model; torch's generator untouched."""
+    X = np.random.default_rng(0).uniform(size=(40, 12))
+    state = torch.random.get_rng_state()
+    first, second = (_fit(X, **quick_params).transform(X) for _ in range(2))
+    np.testing.assert_allclose(first, second, rtol=1e-6, atol=1e-7)
+    assert torch.equal(torch.random.get_rng_state(), state)
