@@ -129,7 +129,7 @@ from sklearn.exceptions import ConvergenceWarning
 from skdcec import DeepConvEmbeddingClustering
 
 warnings.simplefilter("ignore", ConvergenceWarning)
-est = DeepConvEmbeddingClustering(**{params!r}).fit(load_digits().data[:{n_samples}])
+est = DeepConvEmbeddingClustering(**{params!r}).fit(load_digits().images[:{n_samples}])
 # fit started the process group for itself, so it took it down again.
 assert not dist.is_initialized()
 relocations = sum(len(record.get("relocations", ())) for record in est.history_["clustering"])
@@ -185,14 +185,19 @@ def _assert_in_sync(ranks):
 
 @pytest.mark.slow
 def test_torchrun_with_two_processes_trains_the_single_process_model(digits, tmp_path):
-    """Two gloo processes under torchrun train one model, in sync, that agrees with one process."""
+    """Two gloo processes under torchrun train one model, in sync, that agrees with one process.
+
+    On 8x8 images, the convolutional network: the dense network's denoising
+    pretraining draws dropout masks per process, so it agrees in
+    distribution only.
+    """
     n_samples = 300
     ranks = _torchrun_fit(_DDP_PARAMS, n_samples, tmp_path)
     _assert_in_sync(ranks)
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
-        single = DeepConvEmbeddingClustering(**_DDP_PARAMS).fit(digits[0][:n_samples])
+        single = DeepConvEmbeddingClustering(**_DDP_PARAMS).fit(digits[0][:n_samples].reshape(-1, 8, 8))
     assert adjusted_rand_score(single.labels_, ranks[0]["labels"]) >= 0.95
 
 
