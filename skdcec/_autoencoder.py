@@ -8,7 +8,55 @@ from torch.nn import functional as F
 ACTIVATIONS = {"relu": nn.ReLU, "elu": nn.ELU, "leaky_relu": nn.LeakyReLU}
 
 
-class ConvAutoencoder(nn.Module):
+class Autoencoder(nn.Module):
+    """What both autoencoders share: encode, decode and forward over their ``encoder`` and ``decoder``."""
+
+    def encode(self, x):
+        """Embed a batch of images.
+
+        Parameters
+        ----------
+        x : torch.Tensor of shape (batch, channels, height, width)
+            Images.
+
+        Returns
+        -------
+        torch.Tensor of shape (batch, embedding_dim)
+        """
+        return self.encoder(x)
+
+    def decode(self, z):
+        """Decode embeddings to the input's shape (images at their real size).
+
+        Parameters
+        ----------
+        z : torch.Tensor of shape (batch, embedding_dim)
+            Embeddings.
+
+        Returns
+        -------
+        torch.Tensor of shape (batch, channels, height, width)
+        """
+        return self.decoder(z)
+
+    def forward(self, x):
+        """Embed and reconstruct a batch.
+
+        Parameters
+        ----------
+        x : torch.Tensor of shape (batch, channels, height, width)
+            Images.
+
+        Returns
+        -------
+        embedding : torch.Tensor of shape (batch, embedding_dim)
+        reconstruction : torch.Tensor of shape (batch, channels, height, width)
+        """
+        z = self.encode(x)
+        return z, self.decode(z)
+
+
+class ConvAutoencoder(Autoencoder):
     """Stride-2 convolutional encoder, linear embedding and mirrored decoder.
 
     The encoder is ``conv5x5/f0 -> conv5x5/f1 -> ... -> conv3x3/f_last``, every
@@ -85,52 +133,8 @@ class ConvAutoencoder(nn.Module):
             in_channels = out_channels
         self.decoder = nn.Sequential(*decoder)
 
-    def encode(self, x):
-        """Embed a batch of images.
 
-        Parameters
-        ----------
-        x : torch.Tensor of shape (batch, channels, height, width)
-            Images.
-
-        Returns
-        -------
-        torch.Tensor of shape (batch, embedding_dim)
-        """
-        return self.encoder(x)
-
-    def decode(self, z):
-        """Decode embeddings to images at the real size.
-
-        Parameters
-        ----------
-        z : torch.Tensor of shape (batch, embedding_dim)
-            Embeddings.
-
-        Returns
-        -------
-        torch.Tensor of shape (batch, channels, height, width)
-        """
-        return self.decoder(z)
-
-    def forward(self, x):
-        """Embed and reconstruct a batch.
-
-        Parameters
-        ----------
-        x : torch.Tensor of shape (batch, channels, height, width)
-            Images.
-
-        Returns
-        -------
-        embedding : torch.Tensor of shape (batch, embedding_dim)
-        reconstruction : torch.Tensor of shape (batch, channels, height, width)
-        """
-        z = self.encode(x)
-        return z, self.decode(z)
-
-
-class DenseAutoencoder(nn.Module):
+class DenseAutoencoder(Autoencoder):
     """Fully connected autoencoder for vectors, as in DEC and DELIUS.
 
     The encoder is ``d -> h0 -> h1 -> ... -> embedding``, the activation
@@ -212,36 +216,6 @@ class DenseAutoencoder(nn.Module):
         if self.training and self.input_dropout:
             x = F.dropout(x, self.input_dropout)
         return self.encoder(x)
-
-    def decode(self, z):
-        """Decode embeddings to vectors laid out as the input.
-
-        Parameters
-        ----------
-        z : torch.Tensor of shape (batch, embedding_dim)
-            Embeddings.
-
-        Returns
-        -------
-        torch.Tensor of shape (batch, channels, height, width)
-        """
-        return self.decoder(z)
-
-    def forward(self, x):
-        """Embed and reconstruct a batch.
-
-        Parameters
-        ----------
-        x : torch.Tensor of shape (batch, channels, height, width)
-            Vectors laid out as images.
-
-        Returns
-        -------
-        embedding : torch.Tensor of shape (batch, embedding_dim)
-        reconstruction : torch.Tensor of shape (batch, channels, height, width)
-        """
-        z = self.encode(x)
-        return z, self.decode(z)
 
 
 def _halved_sides(side, depth):
