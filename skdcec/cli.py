@@ -114,7 +114,7 @@ def _add_training_options(parser, defaults):
         type=_or_auto(0, "mini-batches"),
         default=defaults["max_iter"],
         metavar="N",
-        help="most mini-batches of joint clustering training; auto is 73 passes over the images, at most "
+        help="most mini-batches of joint clustering training; auto is 200 passes over the images, at most "
         "DCEC's 20000 (default: %(default)s)",
     )
     group.add_argument(
