@@ -11,6 +11,7 @@ from sklearn.base import (
     TransformerMixin,
     _fit_context,
 )
+from sklearn.utils import metadata_routing
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.validation import check_array, check_is_fitted
 
@@ -251,6 +252,9 @@ class DeepConvEmbeddingClustering(
     >>> dcec.transform(X).shape
     (200, 10)
     """
+
+    # fit's callback is a progress hook, not data: no set_fit_request for it.
+    __metadata_request__fit = {"callback": metadata_routing.UNUSED}
 
     _parameter_constraints: dict = {
         "n_clusters": [Interval(Integral, 1, None, closed="left")],
@@ -674,21 +678,6 @@ class DeepConvEmbeddingClustering(
             overwrite=overwrite,
         )
         return self
-
-    @property
-    def input_dtype_(self):
-        """The dtype of the images given to ``fit``.
-
-        ``uint8`` images are scaled by 1/255; any other dtype is standardised
-        with ``input_mean_`` and ``input_scale_``, whose scale image files do not
-        tell. Raises AttributeError before ``fit``.
-
-        Returns
-        -------
-        dtype : numpy.dtype
-            The dtype of the training images.
-        """
-        return np.dtype(self._input_dtype)
 
     @property
     def _n_features_out(self):

@@ -204,6 +204,21 @@ class FittedStateMixin:
     ``_set_fitted``; saving and pickling through ``_fitted_state().to_plain()``.
     """
 
+    @property
+    def input_dtype_(self):
+        """The dtype of the images given to ``fit``.
+
+        ``uint8`` images are scaled by 1/255; any other dtype is standardised
+        with ``input_mean_`` and ``input_scale_``, whose scale image files do not
+        tell. Raises AttributeError before ``fit``.
+
+        Returns
+        -------
+        dtype : numpy.dtype
+            The dtype of the training images.
+        """
+        return np.dtype(self._input_dtype)
+
     def _set_fitted(self, state):
         """Set every fitted attribute from ``state``: the one place ``fit``, ``load`` and unpickling use."""
         for field, attribute in ATTRIBUTES.items():
