@@ -139,7 +139,9 @@ def test_fitted_attributes_are_documented(fitted_estimator):
     # Read-only views of the fitted state, such as input_dtype_, count too.
     fitted |= {
         name
-        for name, value in vars(DeepConvEmbeddingClustering).items()
+        for cls in DeepConvEmbeddingClustering.__mro__
+        if cls.__module__.startswith("skdcec")
+        for name, value in vars(cls).items()
         if isinstance(value, property) and name.endswith("_") and not name.startswith("_")
     }
     documented = set(_documented_names(ClassDoc(DeepConvEmbeddingClustering)["Attributes"]))
