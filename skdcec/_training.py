@@ -376,6 +376,7 @@ def train_clustering(
     warmup : int or None, default=None
         Mini-batches over which the learning rate ramps up linearly from the
         start of the phase; ``None`` ramps over the first ``update_interval``.
+        No update before its end counts as convergence.
 
     Returns
     -------
@@ -448,9 +449,12 @@ def train_clustering(
                 n_changed = (labels != previous_labels).sum().item()
                 record["label_change_fraction"] = n_changed / len(labels)
                 # A final update that max_iter cut short compares labels over a
-                # shorter window than tol was meant for: it cannot count as convergence.
+                # shorter window than tol was meant for, and labels barely move
+                # while the learning rate is still ramping up: neither counts
+                # as convergence.
                 full_window = iteration - previous_iteration == update_interval
-                converged = full_window and record["label_change_fraction"] < tol
+                warmed_up = iteration >= warmup_steps
+                converged = full_window and warmed_up and record["label_change_fraction"] < tol
                 if fewest_changed is None or n_changed < fewest_changed:
                     fewest_changed, updates_without_new_low = n_changed, 0
                 else:

@@ -404,6 +404,15 @@ def test_a_final_interval_cut_short_by_max_iter_never_counts_as_convergence():
     assert not result.converged and result.n_iter == 15
 
 
+def test_no_update_during_the_warm_up_counts_as_convergence():
+    """Labels that stay put while the learning rate is still ramping up are no convergence."""
+    model, data = _setup(_blobs())
+    layer = _ScriptedLayer(_centers(model, data), _flip_script([0, 0, 0, 0, 0]))
+    result = train_clustering(model, layer, data, **_clustering_kwargs(max_iter=50, update_interval=5, warmup=20))
+    assert [r["label_change_fraction"] for r in result.history][1:4] == [0.0, 0.0, 0.0]
+    assert result.converged and result.n_iter == 20
+
+
 def test_no_centre_is_reseeded_at_the_final_update():
     """A cluster found dying at max_iter keeps its trained centre: no training would follow a re-seeding."""
     model, data = _setup(_blobs())
