@@ -48,6 +48,24 @@ def storable_params(params):
         ) from exc
 
 
+def trained_device_or_cpu(trained_on):
+    """The device a model was trained on when it is available here, else the CPU.
+
+    Parameters
+    ----------
+    trained_on : str or torch.device
+        The recorded ``device_``.
+
+    Returns
+    -------
+    torch.device
+    """
+    try:
+        return resolve_device(str(trained_on))
+    except ValueError:
+        return torch.device("cpu")
+
+
 @dataclasses.dataclass(frozen=True)
 class FittedState:
     """Every fitted attribute of a clusterer, set on it in one place.
@@ -266,10 +284,4 @@ class FittedStateMixin:
         super().__setstate__(state)
         if fitted is not None:
             attributes, tensors = fitted
-            device = torch.device(attributes["device_"])
-            if device.type != "cpu":
-                try:
-                    device = resolve_device(device)
-                except ValueError:
-                    device = torch.device("cpu")
-            self._restore_fitted(attributes, tensors, device)
+            self._restore_fitted(attributes, tensors, trained_device_or_cpu(attributes["device_"]))

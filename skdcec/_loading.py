@@ -2,10 +2,9 @@
 
 import os
 
-import torch
-
 from skdcec._device import resolve_device
 from skdcec._estimator import DeepConvEmbeddingClustering
+from skdcec._fitted import trained_device_or_cpu
 from skdcec._persistence import read_model
 
 
@@ -75,10 +74,7 @@ def load(path, *, device=None):
             f"not valid for this version of skdcec: {exc}"
         ) from exc
     if device is None:
-        try:
-            device = resolve_device(str(manifest["attributes"].get("device_")))
-        except ValueError:
-            device = torch.device("cpu")
+        device = trained_device_or_cpu(manifest["attributes"].get("device_"))
     else:
         device = resolve_device(device)
     try:
