@@ -182,6 +182,11 @@ def _estimator(settings):
     return Pipeline([("features", front), ("dcec", clusterer)])
 
 
+def _clusterer(estimator):
+    """The clusterer of a fitted estimator: itself, or the last step of its pipeline."""
+    return estimator[-1] if isinstance(estimator, Pipeline) else estimator
+
+
 def cluster_into(work, folder, settings, reporter, *, final_folder=None, true_labels=None):
     """Load, fit every k, and write the results of every k, in full for the best one, into ``work``.
 
@@ -240,7 +245,7 @@ def cluster_into(work, folder, settings, reporter, *, final_folder=None, true_la
     best = selection.best_index
     estimator, record = selection.estimators[best], fits[best]
     embedding, proba = selection.embeddings[best], selection.probabilities[best]
-    clusterer = estimator[-1] if isinstance(estimator, Pipeline) else estimator
+    clusterer = _clusterer(estimator)
     if several:
         reporter.info(
             f"Best k by silhouette in the embedding: {record['n_clusters']} "
@@ -306,6 +311,10 @@ def cluster_into(work, folder, settings, reporter, *, final_folder=None, true_la
         "estimator_params": storable_params(clusterer.get_params(deep=False)),
         "device": str(clusterer.device_),
         "versions": _versions(),
+        # Filled in once the results page is written, in this place in the file.
+        "timings_seconds": None,
+        "files": None,
+        "notes": reporter.notes,
     }
     if true_labels is not None:
         summary["demo"] = _demo_scores(collection.filenames, labels, true_labels)
@@ -316,10 +325,9 @@ def cluster_into(work, folder, settings, reporter, *, final_folder=None, true_la
     files += _write_page(work, collection, relative_paths, selection, clusterer, pixels, summary, timings)
     timings["writing"] = time.perf_counter() - writing_started
     timings["total"] = time.perf_counter() - started
-    summary.update(
-        {"timings_seconds": _rounded(timings), "files": [*files, SUMMARY_FILE], "notes": reporter.notes}
-    )
-    write_json(os.path.join(work, SUMMARY_FILE), _ordered(summary))
+    summary["timings_seconds"] = _rounded(timings)
+    summary["files"] = [*files, SUMMARY_FILE]
+    write_json(os.path.join(work, SUMMARY_FILE), summary)
 
 
 def _write_pictures(work, estimator, images, embedding, relative_paths, fits, record, reporter):
@@ -328,7 +336,7 @@ def _write_pictures(work, estimator, images, embedding, relative_paths, fits, re
         return []
     from skdcec import plotting
 
-    clusterer = estimator[-1] if isinstance(estimator, Pipeline) else estimator
+    clusterer = _clusterer(estimator)
     files = []
     for cluster in range(clusterer.n_clusters):
         name = f"montage_{cluster}.png"
@@ -364,18 +372,6 @@ def _write_pictures(work, estimator, images, embedding, relative_paths, fits, re
     return files
 
 
-# The order of summary.json's keys, as readers have known it.
-SUMMARY_ORDER = (
-    "skdcec_version", "input_folder", "n_images", "n_skipped", "skipped", "n_clusters", "selected_by",
-    "cluster_sizes", "mean_confidence", "scores", "n_iter", "k_selection", "settings", "estimator_params",
-    "device", "versions", "timings_seconds", "files", "notes", "demo",
-)  # fmt: skip
-
-
-def _ordered(summary):
-    return {key: summary[key] for key in SUMMARY_ORDER if key in summary}
-
-
 def _write_page(work, collection, relative_paths, selection, clusterer, pixels, summary, timings):
     """The results page of every k (see :func:`skdcec.results_page.write_results_page`)."""
     clusterings = []
@@ -386,7 +382,7 @@ def _write_page(work, collection, relative_paths, selection, clusterer, pixels, 
         selection.probabilities,
         selection.scores,
     ):
-        k_clusterer = estimator[-1] if isinstance(estimator, Pipeline) else estimator
+        k_clusterer = _clusterer(estimator)
         prototypes = k_clusterer.inverse_transform(k_clusterer.cluster_centers_) if pixels else None
         map_2d = PCA(n_components=2, random_state=0).fit_transform(embedding) if len(embedding) > 2 else None
         shared = "pixel PCA" if pixels else "feature PCA"
