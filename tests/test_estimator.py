@@ -853,13 +853,21 @@ def test_dense_autoencoder_errors_name_the_fix(params, message, quick_params):
         _fit(np.random.default_rng(0).uniform(size=(30, 16)), **params, **quick_params)
 
 
-@pytest.mark.parametrize("pretrain_epochs, expected", [("auto", 100), (120, 120)])
+@pytest.mark.parametrize(
+    "pretrain_epochs, batch_size, expected",
+    [
+        ("auto", 1, 100),  # 8 mini-batches an epoch: half the 200 epochs is past 500 mini-batches
+        ("auto", 2, 125),  # 4 mini-batches an epoch: 500 mini-batches take 125 epochs
+        ("auto", 8, 200),  # 1 mini-batch an epoch: the plateau rule never applies
+        (120, 1, 120),
+    ],
+)
 def test_auto_pretraining_stops_on_a_plateau_and_an_int_does_not(
-    pretrain_epochs, expected, quick_params, one_thread
+    pretrain_epochs, batch_size, expected, quick_params, one_thread
 ):
-    """A flat loss stops "auto" at half its 200 epochs, the earliest it may; an int trains on."""
+    """A flat loss stops "auto" after half its 200 epochs and 500 mini-batches, the earliest it may; an int trains on."""
     params = {**quick_params, "pretrain_epochs": pretrain_epochs, "max_iter": 0, "learning_rate": 1e-12}
-    params.update(filters=(2, 2, 2), embedding_dim=2)
+    params.update(filters=(2, 2, 2), embedding_dim=2, batch_size=batch_size)
     est = _fit(np.random.default_rng(0).uniform(size=(8, 4, 4)), 2, **params)
     assert len(est.history_["pretrain"]) == expected
 
@@ -867,8 +875,8 @@ def test_auto_pretraining_stops_on_a_plateau_and_an_int_does_not(
 @pytest.mark.parametrize(
     "max_iter, update_interval, n_samples, expected",
     [
-        ("auto", "auto", 400, (400, 2, 40)),  # 200 passes of 2 batches, an update every pass
-        ("auto", "auto", 9298, (7400, 37, 140)),
+        ("auto", "auto", 400, (800, 10, 80)),  # 400 passes of 2 batches, an update every 5
+        ("auto", "auto", 9298, (14800, 140, 140)),  # an update every 140 batches: DCEC's
         ("auto", "auto", 70000, (20000, 140, 140)),  # DCEC's MNIST figures
         (20000, 140, 400, (20000, 140, 140)),  # DCEC's own setting, one parameter away
         (40, 10, 400, (40, 10, 10)),
@@ -882,12 +890,12 @@ def test_joint_schedule_scales_with_the_data(max_iter, update_interval, n_sample
 
 
 def test_default_joint_phase_is_counted_in_passes(digits, one_thread):
-    """With the defaults, 100 images train at most 200 passes of one mini-batch each."""
+    """With the defaults, 100 images train at most 400 passes of one mini-batch each."""
     est = DeepConvEmbeddingClustering(3, pretrain_epochs=2, n_init=2, device="cpu", random_state=0)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         est.fit(digits[0][:100].reshape(-1, 8, 8))
-    assert est.n_iter_ <= 200
+    assert est.n_iter_ <= 400
     assert est.get_params()["max_iter"] == "auto"
 
 
