@@ -11,7 +11,8 @@ handwritten digits, k = 10) for every ``n`` in ``--sizes``, along two paths:
   (EfficientNet-Lite0, pooled) of the same images, through the dense
   autoencoder. They are extracted once, for the largest ``n``, and timed
   apart (images per second in the report); every ``n`` fits the first ``n``
-  rows.
+  rows. ``--features-cache DIR`` keeps them, with their extraction time, for
+  a later run.
 
 Each fit's time is split into pretraining (the sum of the epochs' times in
 ``history_["pretrain"]``) and the rest (k-means start and joint phase), with
@@ -160,6 +161,9 @@ def main():
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
+    parser.add_argument(
+        "--features-cache", help="keep the features (and their extraction time) in this folder for later runs"
+    )
     parser.add_argument("--json", help="write the results here")
     parser.add_argument("--csv", help="write the results here as CSV")
     parser.add_argument("--plot", help="write the log-log plot here (PNG)")
@@ -191,11 +195,19 @@ def main():
             from skdcec import PretrainedFeatures
 
             largest = max(args.sizes)
-            start = time.perf_counter()
-            inputs = PretrainedFeatures(device=args.device).fit_transform(X[:largest])
-            seconds = time.perf_counter() - start
-            extraction = {"features_seconds": seconds, "features_per_second": largest / seconds}
-            print(f"features of {largest} images: {seconds:.1f}s", flush=True)
+            cache = pathlib.Path(args.features_cache or ".") / f"usps{args.side}-lite0-{largest}"
+            if args.features_cache and cache.with_suffix(".npy").exists():
+                inputs = np.load(cache.with_suffix(".npy"))
+                extraction = json.loads(cache.with_suffix(".json").read_text())
+            else:
+                start = time.perf_counter()
+                inputs = PretrainedFeatures(device=args.device).fit_transform(X[:largest])
+                seconds = time.perf_counter() - start
+                extraction = {"features_seconds": seconds, "features_per_second": largest / seconds}
+                if args.features_cache:
+                    np.save(cache.with_suffix(".npy"), inputs)
+                    cache.with_suffix(".json").write_text(json.dumps(extraction))
+            print(f"features of {largest} images: {extraction['features_seconds']:.1f}s", flush=True)
         for n in sorted(args.sizes):
             images, labels = inputs[:n], y[:n]
             point = {"path": kind, "n_samples": n, **extraction}

@@ -97,7 +97,8 @@ class DeepConvEmbeddingClustering(
         ever-new transformed copies is a harder task that keeps improving the
         embedding well past 200 epochs: on USPS, 500 epochs took the
         augmented clustering from ACC 0.89 to 0.99 on the same seed), and
-        stops earlier, though not before half of them, once the mean
+        stops earlier, though not before half of them nor before 500
+        mini-batches, once the mean
         reconstruction loss of 20 epochs is less than 5 % below that of the
         20 before. An int trains exactly that many epochs (DCEC: 200).
     max_iter : int or "auto", default="auto"
@@ -107,7 +108,7 @@ class DeepConvEmbeddingClustering(
         is ``max_iter=20000``.
     update_interval : int or "auto", default="auto"
         Mini-batches between recomputations of the target distribution on
-        all samples. ``"auto"`` is one pass over the data, at most DCEC's
+        all samples. ``"auto"`` is 5 passes over the data, at most DCEC's
         140 mini-batches; DCEC's own setting is ``update_interval=140``.
     tol : float, default=1e-3
         Joint training stops when fewer than this fraction of labels changed

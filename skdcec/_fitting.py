@@ -199,7 +199,10 @@ def fit_model(X, image_shape, input_ndim, params, *, n_features_in, feature_name
             "image_shape) with autoencoder='conv'."
         )
     reconstruct_augmented = bool(augmentations) and params["reconstruction_target"] == "augmented"
-    pretrain_epochs = resolve_pretrain_epochs(params["pretrain_epochs"], bool(augmentations))
+    batches_per_epoch = math.ceil(n_samples / params["batch_size"])
+    pretrain_epochs = resolve_pretrain_epochs(
+        params["pretrain_epochs"], bool(augmentations), network.kind, batches_per_epoch
+    )
     max_iter, update_interval, warmup = resolve_joint_schedule(
         params["max_iter"], params["update_interval"], n_samples, params["batch_size"]
     )
@@ -229,9 +232,7 @@ def fit_model(X, image_shape, input_ndim, params, *, n_features_in, feature_name
     settings = PretrainingSettings(
         network=network,
         epochs=pretrain_epochs,
-        plateau=pretrain_plateau(
-            params["pretrain_epochs"], pretrain_epochs, math.ceil(n_samples / params["batch_size"])
-        ),
+        plateau=pretrain_plateau(params["pretrain_epochs"], pretrain_epochs, batches_per_epoch),
         batch_size=params["batch_size"],
         learning_rate=params["learning_rate"],
         precision=params["precision"],

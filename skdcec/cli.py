@@ -114,7 +114,7 @@ def _add_training_options(parser, defaults):
         type=_or_auto(0, "mini-batches"),
         default=defaults["max_iter"],
         metavar="N",
-        help="most mini-batches of joint clustering training; auto is 200 passes over the images, at most "
+        help="most mini-batches of joint clustering training; auto is 400 passes over the images, at most "
         "DCEC's 20000 (default: %(default)s)",
     )
     group.add_argument(
@@ -122,7 +122,7 @@ def _add_training_options(parser, defaults):
         type=_or_auto(1, "mini-batches"),
         default=defaults["update_interval"],
         metavar="N",
-        help="mini-batches between updates of the target distribution; auto is one pass over the images, "
+        help="mini-batches between updates of the target distribution; auto is 5 passes over the images, "
         "at most DCEC's 140 (default: %(default)s)",
     )
     group.add_argument(

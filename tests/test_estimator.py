@@ -856,19 +856,30 @@ def test_dense_autoencoder_errors_name_the_fix(params, message, quick_params):
 @pytest.mark.parametrize(
     "pretrain_epochs, batch_size, expected",
     [
-        ("auto", 1, 100),  # 8 mini-batches an epoch: half the 200 epochs is past 500 mini-batches
-        ("auto", 2, 125),  # 4 mini-batches an epoch: 500 mini-batches take 125 epochs
-        ("auto", 8, 200),  # 1 mini-batch an epoch: the plateau rule never applies
+        ("auto", 1, 100),  # 16 mini-batches an epoch: half the 200 epochs is past 1,000 mini-batches
+        ("auto", 2, 125),  # 8 mini-batches an epoch: 1,000 mini-batches take 125 epochs
+        ("auto", 16, 200),  # 1 mini-batch an epoch: the plateau rule never applies
         (120, 1, 120),
     ],
 )
 def test_auto_pretraining_stops_on_a_plateau_and_an_int_does_not(
     pretrain_epochs, batch_size, expected, quick_params, one_thread
 ):
-    """A flat loss stops "auto" after half its 200 epochs and 500 mini-batches, the earliest it may; an int trains on."""
+    """A flat loss stops "auto" after half its 200 epochs and 1,000 mini-batches, the earliest it may; an int trains on."""
     params = {**quick_params, "pretrain_epochs": pretrain_epochs, "max_iter": 0, "learning_rate": 1e-12}
     params.update(filters=(2, 2, 2), embedding_dim=2, batch_size=batch_size)
-    est = _fit(np.random.default_rng(0).uniform(size=(8, 4, 4)), 2, **params)
+    est = _fit(np.random.default_rng(0).uniform(size=(16, 4, 4)), 2, **params)
+    assert len(est.history_["pretrain"]) == expected
+
+
+@pytest.mark.parametrize("pretrain_epochs, expected", [("auto", 1000), (30, 30)])
+def test_auto_pretraining_of_the_dense_network_runs_1000_mini_batches(
+    pretrain_epochs, expected, quick_params, one_thread
+):
+    """A few feature vectors, one mini-batch an epoch: "auto" trains 1,000 epochs of the dense network, an int its own."""
+    params = {**quick_params, "pretrain_epochs": pretrain_epochs, "max_iter": 0, "learning_rate": 1e-12}
+    params.update(hidden_layers=(4, 4), embedding_dim=2)
+    est = _fit(np.random.default_rng(0).uniform(size=(16, 6)), 2, **params)
     assert len(est.history_["pretrain"]) == expected
 
 
