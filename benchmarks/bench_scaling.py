@@ -117,7 +117,7 @@ def plot(report, path):
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6.4, 4.4))
-    styles = {"pixel": ("C0", "pixels, 32x32 (conv)"), "feature": ("C1", "features (dense)")}
+    styles = {"pixel": ("C0", "pixels (conv)"), "feature": ("C1", "features (dense)")}
     for kind, (color, label) in styles.items():
         points = sorted((p for p in report["points"] if p["path"] == kind), key=lambda p: p["n_samples"])
         if not points:
@@ -141,7 +141,7 @@ def plot(report, path):
         ax.plot(all_n, reference, color="grey", lw=0.8, label="linear in n")
     ax.set_xscale("log")
     ax.set_yscale("log")
-    ax.set_xlabel("images (USPS digits)")
+    ax.set_xlabel(f"images ({report['data']})")
     ax.set_ylabel("seconds (wall-clock unless marked CPU)")
     ax.set_title(f"skdcec {report['skdcec']} defaults, {report['threads']} CPU thread(s)")
     ax.grid(True, which="both", alpha=0.3)
