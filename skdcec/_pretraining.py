@@ -1,6 +1,7 @@
 """The autoencoder's pretraining as a cacheable function of named settings; networks rebuilt from state."""
 
 import dataclasses
+import math
 from numbers import Integral
 
 import torch
@@ -54,7 +55,7 @@ def pretrain_plateau(pretrain_epochs, epochs, batches_per_epoch):
     """
     if pretrain_epochs != "auto":
         return (None, 0.0, 0)
-    min_epochs = max(epochs // 2, -(-PRETRAIN_MIN_STEPS // batches_per_epoch))
+    min_epochs = max(epochs // 2, math.ceil(PRETRAIN_MIN_STEPS / batches_per_epoch))
     return (PRETRAIN_PLATEAU_WINDOW, PRETRAIN_PLATEAU_IMPROVEMENT, min(epochs, min_epochs))
 
 
@@ -83,7 +84,7 @@ def resolve_pretrain_epochs(pretrain_epochs, augmented, kind, batches_per_epoch)
         return pretrain_epochs
     epochs = DEC_DA_PRETRAIN_EPOCHS if augmented else DCEC_PRETRAIN_EPOCHS
     if kind == "dense":
-        epochs = max(epochs, -(-PRETRAIN_MIN_STEPS // batches_per_epoch))
+        epochs = max(epochs, math.ceil(PRETRAIN_MIN_STEPS / batches_per_epoch))
     return epochs
 
 
