@@ -135,9 +135,11 @@ class DeepConvEmbeddingClustering(
         clustering finds in the graph linking each embedding to its 10
         nearest neighbours: clusters that are chains of similar images (an
         object seen from turning angles, a motif in gradual variations) stay
-        whole, where k-means cuts them into compact pieces. It costs a
-        sparse eigen-decomposition, seconds for thousands of images and
-        minutes for a hundred thousand.
+        whole, where k-means cuts them into compact pieces. It is the
+        better start on a few hundred images in many clusters and the worse
+        one on paintings' features (see the user guide's *What to expect:
+        measured quality*). It costs a sparse eigen-decomposition, seconds for
+        thousands of images and minutes for a hundred thousand.
     augment : bool or tuple of str, default=False
         DEC-DA-style training (Guo et al., 2018): the autoencoder learns from
         randomly transformed copies of the images, and in the joint phase the
