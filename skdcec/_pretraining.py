@@ -34,6 +34,11 @@ PRETRAIN_MIN_STEPS = 1000
 DENSE_INPUT_DROPOUT = 0.2
 
 
+def _epochs_for_min_steps(batches_per_epoch):
+    """Epochs that take ``PRETRAIN_MIN_STEPS`` mini-batches of ``batches_per_epoch`` each."""
+    return math.ceil(PRETRAIN_MIN_STEPS / batches_per_epoch)
+
+
 def pretrain_plateau(pretrain_epochs, epochs, batches_per_epoch):
     """The plateau rule ``pretrain_epochs`` asks for: ``(window, improvement, min_epochs)``.
 
@@ -55,7 +60,7 @@ def pretrain_plateau(pretrain_epochs, epochs, batches_per_epoch):
     """
     if pretrain_epochs != "auto":
         return (None, 0.0, 0)
-    min_epochs = max(epochs // 2, math.ceil(PRETRAIN_MIN_STEPS / batches_per_epoch))
+    min_epochs = max(epochs // 2, _epochs_for_min_steps(batches_per_epoch))
     return (PRETRAIN_PLATEAU_WINDOW, PRETRAIN_PLATEAU_IMPROVEMENT, min(epochs, min_epochs))
 
 
@@ -84,7 +89,7 @@ def resolve_pretrain_epochs(pretrain_epochs, augmented, kind, batches_per_epoch)
         return pretrain_epochs
     epochs = DEC_DA_PRETRAIN_EPOCHS if augmented else DCEC_PRETRAIN_EPOCHS
     if kind == "dense":
-        epochs = max(epochs, math.ceil(PRETRAIN_MIN_STEPS / batches_per_epoch))
+        epochs = max(epochs, _epochs_for_min_steps(batches_per_epoch))
     return epochs
 
 
