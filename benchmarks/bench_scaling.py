@@ -195,8 +195,10 @@ def main():
             from skdcec import PretrainedFeatures
 
             largest = max(args.sizes)
-            cache = pathlib.Path(args.features_cache or ".") / f"usps{args.side}-lite0-{largest}"
-            if args.features_cache and cache.with_suffix(".npy").exists():
+            cache = None
+            if args.features_cache:
+                cache = pathlib.Path(args.features_cache) / f"usps{args.side}-lite0-{largest}"
+            if cache is not None and cache.with_suffix(".npy").exists():
                 inputs = np.load(cache.with_suffix(".npy"))
                 extraction = json.loads(cache.with_suffix(".json").read_text())
             else:
@@ -204,7 +206,7 @@ def main():
                 inputs = PretrainedFeatures(device=args.device).fit_transform(X[:largest])
                 seconds = time.perf_counter() - start
                 extraction = {"features_seconds": seconds, "features_per_second": largest / seconds}
-                if args.features_cache:
+                if cache is not None:
                     np.save(cache.with_suffix(".npy"), inputs)
                     cache.with_suffix(".json").write_text(json.dumps(extraction))
             print(f"features of {largest} images: {extraction['features_seconds']:.1f}s", flush=True)
