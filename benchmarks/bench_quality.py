@@ -56,9 +56,10 @@ finished.
 with a few hundred images meet (issue 25): COIL-20 subsampled to 10 images per
 object (200 images, k = 20), MNIST-5k to 20 per class (200 images, k = 10)
 and the Louvre paintings to 100 per genre (400 images, k = 4; their features
-from the paintings at 224 px, extracted once), NMI of KMeans and of DCEC (defaults, and with ``init="spectral"`` on the same
-pretraining) on the pixels and on the features of
-:class:`~skdcec.PretrainedFeatures`, with each fit's wall time.
+from the paintings at 224 px, extracted once), NMI of KMeans and of DCEC
+(defaults, and with ``init="spectral"`` on the same pretraining) on the
+pixels and on the features of :class:`~skdcec.PretrainedFeatures`, with each
+fit's wall time.
 ``--merge`` combines reports of runs made separately (one seed per process,
 in parallel or on different days) into one table per data set.
 """
@@ -369,9 +370,11 @@ def small_clusters(args, cache_dir):
         if dataset == "louvre":
             # Paintings are described at the backbone's side, as the command
             # line does, not from their 32 px pixels: once, then subsampled.
-            maps, (height, width, channels), _, _ = feature_map(dataset, X_all, args)
+            maps, (height, width, channels), seconds, _ = feature_map(dataset, X_all, args)
             maps = np.asarray(maps, dtype=np.float32).reshape(len(maps), height * width, channels)
             features_all = maps.mean(axis=1)
+            if seconds is not None:
+                print(f"{dataset}: features of all {len(maps)} images in {seconds:.0f}s", flush=True)
         runs = []
         for seed in args.seeds:
             rows = subsample_rows(y_all, SMALL_CLUSTER_CASES[dataset], seed)
