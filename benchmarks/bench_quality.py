@@ -291,10 +291,16 @@ def feature_map(dataset, X, args):
     return maps, extractor.feature_map_shape_, seconds, len(X) / seconds
 
 
+def map_means(maps, map_shape):
+    """Every image's feature map averaged over its positions: what ``pooling="avg"`` gives."""
+    height, width, channels = map_shape
+    return np.asarray(maps, dtype=np.float32).reshape(len(maps), height * width, channels).mean(axis=1)
+
+
 def run_feature_methods(maps, map_shape, n_clusters, seed, rows, conv_params, cache_dir, device):
     """Fit the feature rows once; same result layout as :func:`run_methods`."""
     height, width, channels = map_shape
-    pooled = np.asarray(maps, dtype=np.float32).reshape(len(maps), height * width, channels).mean(axis=1)
+    pooled = map_means(maps, map_shape)
     results = {}
     if "kmeans" in rows:
         start = time.perf_counter()
@@ -370,9 +376,8 @@ def small_clusters(args, cache_dir):
         if dataset == "louvre":
             # Paintings are described at the backbone's side, as the command
             # line does, not from their 32 px pixels: once, then subsampled.
-            maps, (height, width, channels), seconds, _ = feature_map(dataset, X_all, args)
-            maps = np.asarray(maps, dtype=np.float32).reshape(len(maps), height * width, channels)
-            features_all = maps.mean(axis=1)
+            maps, map_shape, seconds, _ = feature_map(dataset, X_all, args)
+            features_all = map_means(maps, map_shape)
             if seconds is not None:
                 print(f"{dataset}: features of all {len(maps)} images in {seconds:.0f}s", flush=True)
         runs = []
@@ -416,8 +421,10 @@ def small_clusters_table(dataset, entry):
     """Markdown table of a small-collection case's runs: NMI mean +- std and median seconds per method."""
     runs = entry["runs"]
     lines = [
-        f"\n### {dataset}, {SMALL_CLUSTER_CASES[dataset]} per class (n={entry['n_samples']}, "
-        f"k={entry['n_clusters']}, {len(runs)} seeds, NMI mean ± std, seconds)\n",
+        (
+            f"\n### {dataset}, {SMALL_CLUSTER_CASES[dataset]} per class (n={entry['n_samples']}, "
+            f"k={entry['n_clusters']}, {len(runs)} seeds, NMI mean ± std, seconds)\n"
+        ),
         "| method | NMI | time (s) |",
         "|---|---|---|",
     ]
