@@ -352,7 +352,8 @@ def write_report(report, path):
 def subsample_rows(y, per_class, seed):
     """Rows of ``per_class`` images drawn at random from every class, in class order."""
     rng = np.random.default_rng(seed)
-    return np.concatenate([rng.choice(np.flatnonzero(y == c), per_class, replace=False) for c in np.unique(y)])
+    classes = np.unique(y)
+    return np.concatenate([rng.choice(np.flatnonzero(y == c), per_class, replace=False) for c in classes])
 
 
 SMALL_CLUSTER_CASES = {"coil20": 10, "mnist5k": 20, "louvre": 100}
@@ -385,8 +386,8 @@ def small_clusters(args, cache_dir):
             rows = subsample_rows(y_all, SMALL_CLUSTER_CASES[dataset], seed)
             X, y = X_all[rows], y_all[rows]
             k = len(np.unique(y))
-            start = time.perf_counter()
             if features_all is None:
+                start = time.perf_counter()
                 features = PretrainedFeatures(device=args.device).fit_transform(X)
                 extraction = time.perf_counter() - start
             else:
