@@ -299,7 +299,6 @@ def map_means(maps, map_shape):
 
 def run_feature_methods(maps, map_shape, n_clusters, seed, rows, conv_params, cache_dir, device):
     """Fit the feature rows once; same result layout as :func:`run_methods`."""
-    height, width, channels = map_shape
     pooled = map_means(maps, map_shape)
     results = {}
     if "kmeans" in rows:
@@ -310,7 +309,7 @@ def run_feature_methods(maps, map_shape, n_clusters, seed, rows, conv_params, ca
     if "dense" in rows:
         networks.append(("DCEC dense on features", "AE + KMeans on features", pooled, {}))
     if "conv" in rows:
-        params = {"image_shape": (height, width, channels), **conv_params}
+        params = {"image_shape": tuple(map_shape), **conv_params}
         networks.append(("DCEC conv on feature map", "CAE + KMeans on feature map", maps, params))
     for name, start_name, X, params in networks:
         params = {"device": device, **params}
