@@ -10,6 +10,7 @@ target and the same labels.
 """
 
 import atexit
+import importlib
 import itertools
 import os
 import time
@@ -78,6 +79,17 @@ class DataParallel:
             )
         self._owns_group = not dist.is_initialized()
         if self._owns_group:
+            # torch.distributed.nn binds the default group into its
+            # functions' default arguments when it is first imported, which
+            # DistributedDataParallel does through torch._dynamo. Imported
+            # after the group exists, it keeps the group alive past
+            # destroy_process_group: gloo's worker threads then run into
+            # interpreter shutdown, and one that releases a finished
+            # collective's tensors there aborts the process (SIGABRT, about
+            # one torchrun launch in a hundred). Imported first, it binds
+            # no group.
+            importlib.import_module("torch.distributed.nn")
+
             if device.type == "cuda":
                 torch.cuda.set_device(device)
             dist.init_process_group("nccl" if device.type == "cuda" else "gloo")

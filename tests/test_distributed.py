@@ -120,6 +120,7 @@ _TORCHRUN_FIT = """
 import os
 import sys
 import warnings
+import weakref
 
 import numpy as np
 import torch.distributed as dist
@@ -128,10 +129,23 @@ from sklearn.exceptions import ConvergenceWarning
 
 from skdcec import DeepConvEmbeddingClustering
 
+started = []
+init_process_group = dist.init_process_group
+
+
+def init_and_keep_a_weak_reference(*args, **kwargs):
+    init_process_group(*args, **kwargs)
+    started.append(weakref.ref(dist.group.WORLD))
+
+
+dist.init_process_group = init_and_keep_a_weak_reference
 warnings.simplefilter("ignore", ConvergenceWarning)
 est = DeepConvEmbeddingClustering(**{params!r}).fit(load_digits().images[:{n_samples}])
-# fit started the process group for itself, so it took it down again.
+# fit started the process group for itself, so it took it down again, and
+# nothing holds it any more: a group kept alive keeps gloo's threads running
+# into interpreter shutdown, where they can abort the process.
 assert not dist.is_initialized()
+assert len(started) == 1 and started[0]() is None
 relocations = sum(len(record.get("relocations", ())) for record in est.history_["clustering"])
 np.savez(
     f"{{sys.argv[1]}}/rank{{os.environ['RANK']}}.npz",
