@@ -41,14 +41,35 @@ def check_device(device):
 
 
 class Reporter:
-    """Messages and progress on standard error: bars on a terminal, lines elsewhere, or nothing."""
+    """Messages and progress on standard error: bars on a terminal, lines elsewhere, or nothing.
+
+    Once :meth:`interrupt` has been called, every later message and progress
+    update raises :class:`KeyboardInterrupt` again.
+    """
 
     def __init__(self, quiet, stream=None):
         self.quiet = quiet
         self.stream = sys.stderr if stream is None else stream
         self.notes = []
+        self.interrupted = False
+
+    def interrupt(self):
+        """Raise KeyboardInterrupt, now and at every later report: the signal handlers' action.
+
+        Python runs a signal handler wherever the main thread is, also inside
+        a finaliser (the ``__del__`` of the thread pool that loaded the
+        images, a weak reference's callback), where the exception is printed
+        and dropped and the run would go on; the next report raises it again.
+        """
+        self.interrupted = True
+        raise KeyboardInterrupt
+
+    def raise_if_interrupted(self):
+        if self.interrupted:
+            raise KeyboardInterrupt
 
     def info(self, message):
+        self.raise_if_interrupted()
         if not self.quiet:
             self.stream.write(message + "\n")
             self.stream.flush()
@@ -60,7 +81,7 @@ class Reporter:
 
     def progress(self, description, total, unit):
         if self.quiet:
-            return _Silent()
+            return _Silent(self.raise_if_interrupted)
         isatty = getattr(self.stream, "isatty", None)
         if isatty is not None and isatty():
             try:
@@ -69,24 +90,30 @@ class Reporter:
                 pass
             else:
                 return _Bar(
-                    tqdm(total=total, desc=description, unit=unit, file=self.stream, dynamic_ncols=True)
+                    tqdm(total=total, desc=description, unit=unit, file=self.stream, dynamic_ncols=True),
+                    self.raise_if_interrupted,
                 )
-        return _Lines(self.stream, description, total, unit)
+        return _Lines(self.stream, description, total, unit, self.raise_if_interrupted)
 
 
 class _Silent:
+    def __init__(self, check):
+        self.check = check
+
     def update(self, done, status=""):
-        pass
+        self.check()
 
     def close(self):
         pass
 
 
 class _Bar:
-    def __init__(self, bar):
+    def __init__(self, bar, check):
         self.bar = bar
+        self.check = check
 
     def update(self, done, status=""):
+        self.check()
         if status:
             self.bar.set_postfix_str(status, refresh=False)
         self.bar.update(done - self.bar.n)
@@ -96,7 +123,8 @@ class _Bar:
 
 
 class _Lines:
-    def __init__(self, stream, description, total, unit):
+    def __init__(self, stream, description, total, unit, check):
+        self.check = check
         self.stream = stream
         self.description = description
         self.total = total
@@ -107,6 +135,7 @@ class _Lines:
         self.written_done = None
 
     def update(self, done, status=""):
+        self.check()
         self.done, self.status = done, status
         step = math.floor(PROGRESS_LINES * done / self.total) if self.total else PROGRESS_LINES
         if step > self.written_step:

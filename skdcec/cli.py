@@ -11,6 +11,7 @@ demo) and ``_cli_model`` (predict, similar), over the public library.
 """
 
 import argparse
+import contextlib
 import signal
 import sys
 import threading
@@ -367,9 +368,9 @@ def main(argv=None):
     """
     args = _build_parser().parse_args(argv)
     reporter = Reporter(quiet=args.quiet or not writes_output())
-    previous_handler = _interrupt_on_sigterm()
     try:
-        args.handler(args, reporter)
+        with _interruptible(reporter):
+            args.handler(args, reporter)
     except (UserError, OSError) as exc:
         sys.stderr.write(f"{PROG} {args.command}: error: {one_line(exc)}\n")
         return 2
@@ -379,18 +380,40 @@ def main(argv=None):
     except KeyboardInterrupt:
         sys.stderr.write(f"\n{PROG} {args.command}: interrupted; no output was written.\n")
         return 130
-    finally:
-        if previous_handler is not None:
-            signal.signal(signal.SIGTERM, previous_handler)
     return 0
 
 
-def _interrupt_on_sigterm():
-    """Treat SIGTERM like Ctrl-C, so that temporary output is cleaned up."""
+@contextlib.contextmanager
+def _interruptible(reporter):
+    """Inside the block, Ctrl-C and SIGTERM interrupt the run for good.
+
+    Both raise KeyboardInterrupt, so that temporary output is cleaned up,
+    through :meth:`Reporter.interrupt`, which raises it again at every later
+    report should a finaliser drop it; Python's report of the dropped one is
+    left out, as it is no error. A SIGINT that this process ignores (a job
+    that a shell started in the background) stays ignored.
+    """
     if threading.current_thread() is not threading.main_thread():
-        return None
+        yield
+        return
 
     def interrupt(signum, frame):
-        raise KeyboardInterrupt
+        reporter.interrupt()
 
-    return signal.signal(signal.SIGTERM, interrupt)
+    def report_unraisable(unraisable):
+        if not (reporter.interrupted and issubclass(unraisable.exc_type, KeyboardInterrupt)):
+            previous_hook(unraisable)
+
+    replaced = {}
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        if signum == signal.SIGINT and signal.getsignal(signum) is not signal.default_int_handler:
+            continue
+        replaced[signum] = signal.signal(signum, interrupt)
+    previous_hook = sys.unraisablehook
+    sys.unraisablehook = report_unraisable
+    try:
+        yield
+    finally:
+        sys.unraisablehook = previous_hook
+        for signum, handler in replaced.items():
+            signal.signal(signum, handler)

@@ -463,6 +463,51 @@ def test_interrupted_run_leaves_nothing(image_folder, tmp_path, signum):
     assert os.listdir(tmp_path) == []
 
 
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_an_interrupt_dropped_by_a_finaliser_is_raised_again_at_the_next_report(monkeypatch, signum):
+    """A signal handled inside ``__del__``, where Python drops the exception, still ends the run, silently.
+
+    As when the thread pool that loaded the images is finalised: the run
+    would otherwise go on training. Other exceptions that a finaliser drops
+    are still reported.
+    """
+    reporter = _cli_output.Reporter(quiet=True)
+    reported = []
+    monkeypatch.setattr(sys, "unraisablehook", reported.append)
+    # As at a terminal, whatever the shell that started the tests did with SIGINT.
+    monkeypatch.setattr(signal, "getsignal", lambda _: signal.default_int_handler)
+
+    class Interrupted:
+        def __del__(self):
+            signal.raise_signal(signum)
+
+    class Failing:
+        def __del__(self):
+            raise ValueError("a finaliser's own error")
+
+    with skdcec.cli._interruptible(reporter):
+        Interrupted()
+        Failing()
+        display = reporter.progress("pretraining", 10, "epoch")
+        with pytest.raises(KeyboardInterrupt):
+            display.update(1)
+        with pytest.raises(KeyboardInterrupt):
+            reporter.info("clustering")
+    assert [report.exc_type for report in reported] == [ValueError]
+    assert sys.unraisablehook == reported.append
+
+
+def test_a_sigint_the_process_ignores_stays_ignored(monkeypatch):
+    """A job that a shell started in the background ignores Ctrl-C; the command line leaves it so."""
+    monkeypatch.setattr(signal, "getsignal", lambda _: signal.SIG_IGN)
+    installed = []
+    monkeypatch.setattr(signal, "signal", lambda signum, handler: installed.append(signum))
+    with skdcec.cli._interruptible(_cli_output.Reporter(quiet=True)):
+        pass
+    # SIGTERM's handler installed, then the previous one restored; SIGINT never touched.
+    assert installed == [signal.SIGTERM, signal.SIGTERM]
+
+
 def _tree(root, leave_out=None):
     """Every path under ``root`` (links not followed): link target, or size, time and content digest."""
     entries = {}
