@@ -397,6 +397,8 @@ def _interruptible(reporter):
         yield
         return
 
+    previous_hook = sys.unraisablehook
+
     def interrupt(signum, frame):
         reporter.interrupt()
 
@@ -409,7 +411,6 @@ def _interruptible(reporter):
         if signum == signal.SIGINT and signal.getsignal(signum) is not signal.default_int_handler:
             continue
         replaced[signum] = signal.signal(signum, interrupt)
-    previous_hook = sys.unraisablehook
     sys.unraisablehook = report_unraisable
     try:
         yield
