@@ -80,8 +80,11 @@ class Reporter:
         self.info(f"note: {message}")
 
     def progress(self, description, total, unit):
+        return _Interruptible(self._display(description, total, unit), self.raise_if_interrupted)
+
+    def _display(self, description, total, unit):
         if self.quiet:
-            return _Silent(self.raise_if_interrupted)
+            return _Silent()
         isatty = getattr(self.stream, "isatty", None)
         if isatty is not None and isatty():
             try:
@@ -90,30 +93,39 @@ class Reporter:
                 pass
             else:
                 return _Bar(
-                    tqdm(total=total, desc=description, unit=unit, file=self.stream, dynamic_ncols=True),
-                    self.raise_if_interrupted,
+                    tqdm(total=total, desc=description, unit=unit, file=self.stream, dynamic_ncols=True)
                 )
-        return _Lines(self.stream, description, total, unit, self.raise_if_interrupted)
+        return _Lines(self.stream, description, total, unit)
 
 
-class _Silent:
-    def __init__(self, check):
+class _Interruptible:
+    """A progress display whose every update first raises a standing interruption."""
+
+    def __init__(self, display, check):
+        self.display = display
         self.check = check
 
     def update(self, done, status=""):
         self.check()
+        self.display.update(done, status)
+
+    def close(self):
+        self.display.close()
+
+
+class _Silent:
+    def update(self, done, status=""):
+        pass
 
     def close(self):
         pass
 
 
 class _Bar:
-    def __init__(self, bar, check):
+    def __init__(self, bar):
         self.bar = bar
-        self.check = check
 
     def update(self, done, status=""):
-        self.check()
         if status:
             self.bar.set_postfix_str(status, refresh=False)
         self.bar.update(done - self.bar.n)
@@ -123,8 +135,7 @@ class _Bar:
 
 
 class _Lines:
-    def __init__(self, stream, description, total, unit, check):
-        self.check = check
+    def __init__(self, stream, description, total, unit):
         self.stream = stream
         self.description = description
         self.total = total
@@ -135,7 +146,6 @@ class _Lines:
         self.written_done = None
 
     def update(self, done, status=""):
-        self.check()
         self.done, self.status = done, status
         step = math.floor(PROGRESS_LINES * done / self.total) if self.total else PROGRESS_LINES
         if step > self.written_step:
